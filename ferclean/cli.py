@@ -1,0 +1,245 @@
+"""The ``ferclean`` command line: argument parsing only.
+
+Each sub-command is a small class with ``register(subparsers)`` and ``run(args)``; ``run``
+calls one library function, writes its output and returns the exit code. Test it with
+``main([...])``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ferclean import __version__
+from ferclean.errors import ON_BAD_CHOICES, FercleanError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _add_input(parser: argparse.ArgumentParser, *, demo: bool = True) -> None:
+    parser.add_argument(
+        "path", nargs="?", help="dataset: Kaggle CSV, image folder, .zip or ferclean .npz"
+    )
+    parser.add_argument("--format", choices=("csv", "folder", "zip", "npz"),
+                        help="force the input form instead of guessing it from PATH")
+    parser.add_argument("--on-bad", choices=ON_BAD_CHOICES, default="raise",
+                        help="bad rows/images: stop with an error (default), skip them, or skip "
+                        "and report them")
+    if demo:
+        parser.add_argument("--demo", action="store_true",
+                            help="use the built-in demo data (the default when PATH is omitted)")
+        parser.add_argument("--seed", type=int, default=0, help="demo data seed (default 0)")
+
+
+def _load_input(args: argparse.Namespace):  # -> FaceDataset
+    from ferclean.io import load
+
+    if getattr(args, "demo", False) or args.path is None:
+        if args.path is not None:
+            raise SystemExit("give either PATH or --demo, not both")
+        from ferclean.demo import demo_dataset
+
+        return demo_dataset(seed=getattr(args, "seed", 0))
+    ds = load(args.path, format=args.format, on_bad=args.on_bad, progress=_interactive())
+    if len(ds.dropped):
+        print(f"skipped {len(ds.dropped)} bad record(s) of {args.path}:", file=sys.stderr)
+        for rec in ds.dropped.head(10).itertuples():
+            print(f"  {rec.location}: {rec.reason}", file=sys.stderr)
+    return ds
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+class Command:
+    """One sub-command."""
+
+    name: str = ""
+    help: str = ""
+
+    def register(self, subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(self.name, help=self.help, description=self.help)
+        parser.set_defaults(command=self)
+        self.add_arguments(parser)
+        return parser
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the command's options."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+class ConvertCommand(Command):
+    name = "convert"
+    help = "Convert a dataset between forms (CSV, image folder, zip, npz)."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("src", help="input dataset")
+        parser.add_argument("dst", help="output path: .csv, .zip, .npz or a folder")
+        parser.add_argument("--from", dest="src_format", choices=("csv", "folder", "zip", "npz"))
+        parser.add_argument("--to", dest="dst_format", choices=("csv", "folder", "zip", "npz"))
+        parser.add_argument("--image-format", choices=("jpg", "png"), default="jpg",
+                            help="image encoding for folder/zip output; jpg is lossy (default "
+                            "jpg, like the FER-2013 download), png is lossless")
+        parser.add_argument("--on-bad", choices=ON_BAD_CHOICES, default="raise")
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ferclean.io import convert
+
+        ds = convert(
+            args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format,
+            image_format=args.image_format, on_bad=args.on_bad, overwrite=args.overwrite,
+            progress=_interactive(),
+        )
+        print(f"wrote {len(ds)} images to {args.dst}")
+        return EXIT_OK
+
+
+class DemoCommand(Command):
+    name = "demo"
+    help = "Write the built-in demo dataset (drawn faces with planted problems)."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--out", required=True,
+                            help="output: .csv, .zip, .npz or a folder")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--n-faces", type=int, default=1500, help="distinct base faces")
+        parser.add_argument("--image-format", choices=("jpg", "png"), default="png",
+                            help="image encoding for folder/zip output (default png: lossless, "
+                            "so the planted ground truth stays exact)")
+        parser.add_argument("--truth", help="also write the planted ground truth as JSON here")
+        parser.add_argument("--overwrite", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ferclean.demo import make_demo
+        from ferclean.io import save
+
+        demo = make_demo(seed=args.seed, n_faces=args.n_faces)
+        save(demo.dataset, args.out, image_format=args.image_format, overwrite=args.overwrite)
+        if args.truth:
+            from ferclean._atomic import atomic_file
+
+            with atomic_file(args.truth, overwrite=args.overwrite) as tmp:
+                tmp.write_text(demo.truth.to_json())
+        print(f"wrote {len(demo.dataset)} demo images to {args.out}")
+        return EXIT_OK
+
+
+class AuditCommand(Command):
+    name = "audit"
+    help = "Audit a dataset: duplicates, label conflicts, cross-split leaks, outliers, imbalance."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_input(parser)
+        parser.add_argument("--out", default="ferclean-audit",
+                            help="output folder for findings.csv and summary.json "
+                            "(default ./ferclean-audit)")
+        parser.add_argument("--only", help="comma-separated auditors to run")
+        parser.add_argument("--skip", help="comma-separated auditors to leave out")
+        parser.add_argument("--json", action="store_true",
+                            help="print the summary as JSON instead of a table")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ferclean.audit import audit_and_write
+
+        ds = _load_input(args)
+        only = args.only.split(",") if args.only else None
+        skip = args.skip.split(",") if args.skip else None
+        summary, table = audit_and_write(ds, args.out, only=only, skip=skip,
+                                         inputs=[args.path])
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            print(table)
+            print(f"\nfindings and summary written to {Path(args.out)}/")
+        return EXIT_OK
+
+
+class _Planned(Command):
+    """A command whose library side is still being built."""
+
+    issue = ""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_input(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        print(f"ferclean {self.name}: not available yet in ferclean {__version__} "
+              f"({self.issue}).", file=sys.stderr)
+        return EXIT_ERROR
+
+
+class CleanCommand(_Planned):
+    name = "clean"
+    help = "Apply a cleaning plan and write the cleaned data with a manifest."
+    issue = "cleaning plans are planned for the next release"
+
+
+class PublishCommand(_Planned):
+    name = "publish"
+    help = "Publish a cleaned, self-describing release of a dataset."
+    issue = "publishing is planned for the next release"
+
+
+class BenchCommand(_Planned):
+    name = "bench"
+    help = "Train reference models on each cleaning variation and report the effect."
+    issue = "the benchmark suite is planned for a later release"
+
+
+COMMANDS: tuple[type[Command], ...] = (
+    AuditCommand, CleanCommand, PublishCommand, BenchCommand, ConvertCommand, DemoCommand,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ferclean`` argument parser with every sub-command registered.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["convert", "a.csv", "b.npz"]).dst
+    'b.npz'
+    """
+    parser = argparse.ArgumentParser(
+        prog="ferclean",
+        description="Audit, clean and benchmark face-expression datasets (FER-2013 first).",
+    )
+    parser.add_argument("--version", action="version", version=f"ferclean {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in COMMANDS:
+        command().register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code.
+
+    Examples
+    --------
+    >>> main(["demo", "--help"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    SystemExit: 0
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.command.run(args)
+    except (FercleanError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"ferclean {args.command.name}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

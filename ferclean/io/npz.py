@@ -1,0 +1,105 @@
+"""ferclean's own fast format: one uncompressed ``.npz`` with every array of the dataset.
+
+Round trips are exact, ids and input positions included, and loading 35,887 images
+takes a fraction of a second. Files are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ferclean._atomic import atomic_file
+from ferclean.dataset import IMAGE_SIZE, FaceDataset
+from ferclean.errors import BadInputError
+
+FORMAT_VERSION = 1
+_REQUIRED = ("pixels", "labels", "splits", "ids", "rows")
+
+
+def write_npz(
+    ds: FaceDataset, path: str | os.PathLike, *, compress: bool = False, overwrite: bool = False
+) -> Path:
+    """Write a dataset to ferclean's ``.npz`` format, atomically. Lossless.
+
+    Parameters
+    ----------
+    ds : FaceDataset
+    path : path-like
+        Output file (``.npz``); refused if it exists unless ``overwrite=True``.
+    compress : bool, default=False
+        Deflate the arrays (smaller, slower).
+    overwrite : bool, default=False
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> ds = FaceDataset(np.ones((2, 48, 48), np.uint8), labels=[1, 2])
+    >>> p = write_npz(ds, pathlib.Path(tempfile.mkdtemp()) / "d.npz")
+    >>> read_npz(p).equals(ds, ids=True)
+    True
+    """
+    path = Path(path)
+    meta = json.dumps({"format": "ferclean-npz", "version": FORMAT_VERSION, "source": ds.source})
+    save = np.savez_compressed if compress else np.savez
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            save(
+                fh,
+                pixels=np.ascontiguousarray(ds.pixels),
+                labels=ds.labels,
+                splits=ds.splits,
+                ids=ds.ids.astype(str),
+                rows=ds.rows,
+                meta=np.array(meta),
+            )
+    return path
+
+
+def read_npz(path: str | os.PathLike) -> FaceDataset:
+    """Read a dataset written by :func:`write_npz`.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> p = write_npz(FaceDataset(np.zeros((1, 48, 48), np.uint8)),
+    ...               pathlib.Path(tempfile.mkdtemp()) / "d.npz")
+    >>> len(read_npz(p))
+    1
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _REQUIRED if k not in z.files]
+            if missing:
+                raise BadInputError(
+                    str(path), None, f"not a ferclean .npz: missing array(s) {', '.join(missing)}"
+                )
+            arrays = {k: z[k] for k in _REQUIRED}
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        if isinstance(exc, BadInputError):
+            raise
+        raise BadInputError(str(path), None, f"cannot read as .npz: {exc}") from exc
+    pixels = arrays["pixels"]
+    if pixels.ndim != 3 or pixels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or pixels.dtype != np.uint8:
+        raise BadInputError(
+            str(path), "array 'pixels'",
+            f"expected uint8 of shape (n, 48, 48), found {pixels.dtype} {pixels.shape}",
+        )
+    try:
+        return FaceDataset(
+            pixels,
+            labels=arrays["labels"],
+            splits=arrays["splits"],
+            ids=arrays["ids"],
+            rows=arrays["rows"],
+            source=str(path),
+        )
+    except ValueError as exc:
+        raise BadInputError(str(path), None, str(exc)) from exc

@@ -1,0 +1,40 @@
+"""Shared fixtures: small synthetic datasets built by the tests themselves."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferclean.dataset import FaceDataset
+
+
+def make_random_dataset(n: int = 30, seed: int = 0) -> FaceDataset:
+    """Random images with every label and split present, in FER's split order."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
+    pixels[0, :3, :3] = [[0, 255, 9], [10, 99, 100], [254, 1, 0]]  # every digit count
+    labels = np.arange(n) % 7
+    splits = np.sort(np.arange(n) % 3)
+    return FaceDataset(pixels, labels=labels, splits=splits)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def random_dataset() -> FaceDataset:
+    return make_random_dataset()
+
+
+@pytest.fixture(scope="session")
+def real_data_path() -> Path:
+    """The real FER-2013 zip named by FERCLEAN_DATA; tests using it skip without it."""
+    value = os.environ.get("FERCLEAN_DATA")
+    if not value or not Path(value).exists():
+        pytest.skip("FERCLEAN_DATA is not set to the FER-2013 zip")
+    return Path(value)
