@@ -2,8 +2,18 @@
 
 from ferclean.dataset import EMOTIONS, IMAGE_SIZE, SPLITS, UNLABELED, FaceDataset
 from ferclean.errors import BadInputError
+from ferclean.io import convert, load, save
 
 __version__ = "0.1.0"
+
+
+def audit(*args, **kwargs):  # noqa: D103 - documented in ferclean.auditors.runner.audit
+    from ferclean.auditors.runner import audit as _audit
+
+    return _audit(*args, **kwargs)
+
+
+audit.__doc__ = "Run auditors over a dataset; see :func:`ferclean.auditors.runner.audit`."
 
 __all__ = [
     "EMOTIONS",
@@ -13,4 +23,8 @@ __all__ = [
     "BadInputError",
     "FaceDataset",
     "__version__",
+    "audit",
+    "convert",
+    "load",
+    "save",
 ]

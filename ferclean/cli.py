@@ -148,7 +148,7 @@ class AuditCommand(Command):
                             help="print the summary as JSON instead of a table")
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.audit import audit_and_write
+        from ferclean.auditors.runner import audit_and_write
 
         ds = _load_input(args)
         only = args.only.split(",") if args.only else None

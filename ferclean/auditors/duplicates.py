@@ -1,0 +1,255 @@
+"""Exact duplicates, label conflicts and cross-split leakage: three views of one grouping.
+
+All three read the duplicate groups from the shared :class:`AuditContext`, so the pixels
+are hashed and grouped once. Label conflicts and leaks can use exact groups, near-duplicate
+groups (when the near-duplicate auditor's groups are available), or both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ferclean.auditors.base import Auditor, register
+from ferclean.auditors.context import AuditContext, DuplicateGroups
+from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
+from ferclean.findings import empty_findings, make_findings
+
+DUPLICATE_KINDS: tuple[str, ...] = ("exact", "near", "all")
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in DUPLICATE_KINDS:
+        raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_KINDS)}; got {kind!r}")
+    return kind
+
+
+def groups_for(context: AuditContext, kind: str) -> list[DuplicateGroups]:
+    """The duplicate groupings an auditor should look at (exact, near or both)."""
+    out = []
+    if kind in ("exact", "all"):
+        out.append(context.exact_groups)
+    if kind in ("near", "all"):
+        near = context.extra.get("near_groups")
+        if near is None:
+            raise ValueError(
+                "near-duplicate groups are not available in this ferclean version; "
+                "use duplicates='exact'"
+            )
+        out.append(near)
+    return out
+
+
+def _label_multiset(labels: np.ndarray) -> str:
+    counts = Counter(int(v) for v in labels if v >= 0)
+    return ", ".join(f"{EMOTIONS[k]} x{v}" for k, v in sorted(counts.items()))
+
+
+def _split_multiset(splits: np.ndarray) -> str:
+    counts = Counter(int(v) for v in splits)
+    return ", ".join(f"{SPLITS[k]} x{v}" for k, v in sorted(counts.items()))
+
+
+@register
+class ExactDuplicateAuditor(Auditor):
+    """Groups of pixel-identical images.
+
+    Every member of a group is reported (score 1); the first image of each group (lowest
+    input position) is the one a ``keep one`` cleaning plan keeps, so a group of ``k``
+    has ``k - 1`` removable images.
+
+    Attributes
+    ----------
+    groups_ : DuplicateGroups
+        The exact groups found.
+    counts_ : DataFrame
+        Images in duplicate groups and removable images, per split and per emotion.
+
+    Examples
+    --------
+    >>> from ferclean.demo import make_demo
+    >>> demo = make_demo(n_faces=300)
+    >>> found = ExactDuplicateAuditor().audit(demo.dataset)
+    >>> found.group.nunique() == len(demo.truth.exact_groups())
+    True
+    """
+
+    issue_name: ClassVar[str] = "exact_duplicate"
+
+    def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
+        groups = context.exact_groups
+        self.groups_ = groups
+        in_group = groups.group_of >= 0
+        removable = in_group & ~groups.first()
+        rows = []
+        for name, codes, values in (
+            ("split", SPLITS, dataset.splits),
+            ("emotion", EMOTIONS, dataset.labels),
+        ):
+            for code, label in enumerate(codes):
+                sel = values == code
+                rows.append({"by": name, "value": label,
+                             "images": int((in_group & sel).sum()),
+                             "removable": int((removable & sel).sum())})
+        self.counts_ = pd.DataFrame(rows)
+        if not in_group.any():
+            return empty_findings()
+        index = np.flatnonzero(in_group)
+        sizes = groups.sizes()
+        first_row = np.zeros(groups.n_groups, np.int64)
+        first_mask = groups.first()
+        first_row[groups.group_of[first_mask]] = dataset.rows[first_mask]
+        gid = groups.group_of[index]
+        detail = [
+            f"identical pixels, group of {sizes[g]}; first is row {first_row[g]}"
+            + ("" if first_mask[i] else "; removable")
+            for i, g in zip(index, gid, strict=True)
+        ]
+        return make_findings(dataset, index, self.issue_name, group=gid, score=1.0,
+                             detail=detail)
+
+    def summary_extra(self) -> dict[str, Any]:
+        counts = self.counts_
+        return {
+            by: {r.value: {"images": r.images, "removable": r.removable}
+                 for r in counts[counts.by == key].itertuples()}
+            for by, key in (("by_split", "split"), ("by_emotion", "emotion"))
+        }
+
+
+class _GroupPropertyAuditor(Auditor):
+    """Shared machinery: keep the duplicate groups that have some property."""
+
+    def __init__(self, *, duplicates: str = "exact") -> None:
+        self.duplicates = duplicates
+
+    def _flag(self, dataset: FaceDataset, members: np.ndarray) -> bool:
+        raise NotImplementedError
+
+    def _describe(self, dataset: FaceDataset, members: np.ndarray) -> str:
+        raise NotImplementedError
+
+    def _score(self, dataset: FaceDataset, members: np.ndarray) -> float:
+        return 1.0
+
+    def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
+        kind = _check_kind(self.duplicates)
+        index, group, score, detail = [], [], [], []
+        flagged_groups: list[tuple[str, np.ndarray]] = []
+        for groups in groups_for(context, kind):
+            for members in groups.members():
+                if self._flag(dataset, members):
+                    flagged_groups.append((groups.kind, members))
+        # number groups by their first image, whatever grouping they came from
+        flagged_groups.sort(key=lambda item: int(item[1][0]))
+        self.groups_ = flagged_groups
+        for g, (gkind, members) in enumerate(flagged_groups):
+            text = f"{gkind} duplicate group of {len(members)}: " + self._describe(
+                dataset, members)
+            s = self._score(dataset, members)
+            index.extend(members.tolist())
+            group.extend([g] * len(members))
+            score.extend([s] * len(members))
+            detail.extend([text] * len(members))
+        if not index:
+            return empty_findings()
+        return make_findings(dataset, index, self.issue_name, group=group, score=score,
+                             detail=detail)
+
+
+@register
+class LabelConflictAuditor(_GroupPropertyAuditor):
+    """Duplicate groups whose members carry different labels.
+
+    The same picture under two emotions cannot be right twice; at least one label is
+    noise. The ``detail`` gives the group's label multiset; ``score`` is 1 for an exact
+    group (for near groups, their similarity).
+
+    Parameters
+    ----------
+    duplicates : {"exact", "near", "all"}, default="exact"
+        Which duplicate groups to examine.
+
+    Attributes
+    ----------
+    groups_ : list of (kind, ndarray)
+        The conflicting groups, as image positions.
+
+    Examples
+    --------
+    >>> from ferclean.demo import make_demo
+    >>> demo = make_demo(n_faces=300)
+    >>> found = LabelConflictAuditor().audit(demo.dataset)
+    >>> found.group.nunique() == len(demo.truth.conflict_groups())
+    True
+    """
+
+    issue_name: ClassVar[str] = "label_conflict"
+
+    def _flag(self, dataset: FaceDataset, members: np.ndarray) -> bool:
+        labels = dataset.labels[members]
+        return len(np.unique(labels[labels >= 0])) > 1
+
+    def _describe(self, dataset: FaceDataset, members: np.ndarray) -> str:
+        return "labels " + _label_multiset(dataset.labels[members])
+
+
+@register
+class CrossSplitLeakAuditor(_GroupPropertyAuditor):
+    """Duplicate groups that span splits: the same image in train and test.
+
+    A test image with a copy in Training is scored on what the model memorised; this is
+    the leak that inflates published FER-2013 accuracies. Findings list every member;
+    ``pairs_`` counts groups and images per split pair.
+
+    Parameters
+    ----------
+    duplicates : {"exact", "near", "all"}, default="exact"
+        Which duplicate groups to examine.
+
+    Attributes
+    ----------
+    groups_ : list of (kind, ndarray)
+    pairs_ : DataFrame
+        Columns ``pair`` (e.g. ``Training-PublicTest``), ``groups``, ``images`` (members
+        of those groups in either split of the pair).
+
+    Examples
+    --------
+    >>> from ferclean.demo import make_demo
+    >>> demo = make_demo(n_faces=300)
+    >>> found = CrossSplitLeakAuditor().audit(demo.dataset)
+    >>> found.group.nunique() == len(demo.truth.leak_groups())
+    True
+    """
+
+    issue_name: ClassVar[str] = "cross_split_leak"
+
+    def _flag(self, dataset: FaceDataset, members: np.ndarray) -> bool:
+        return len(np.unique(dataset.splits[members])) > 1
+
+    def _describe(self, dataset: FaceDataset, members: np.ndarray) -> str:
+        return "splits " + _split_multiset(dataset.splits[members])
+
+    def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
+        findings = super()._audit(dataset, context)
+        rows = []
+        for a, b in combinations(range(len(SPLITS)), 2):
+            n_groups = n_images = 0
+            for _, members in self.groups_:
+                s = dataset.splits[members]
+                if (s == a).any() and (s == b).any():
+                    n_groups += 1
+                    n_images += int(((s == a) | (s == b)).sum())
+            rows.append({"pair": f"{SPLITS[a]}-{SPLITS[b]}", "groups": n_groups,
+                         "images": n_images})
+        self.pairs_ = pd.DataFrame(rows)
+        return findings
+
+    def summary_extra(self) -> dict[str, Any]:
+        return {"by_pair": {r.pair: {"groups": r.groups, "images": r.images}
+                            for r in self.pairs_.itertuples()}}
