@@ -34,7 +34,8 @@ def content_hash(pixels: np.ndarray) -> np.ndarray:
     >>> bool(h[0] == h[1]), bool(h[0] == h[2])
     (True, False)
     """
-    words = np.ascontiguousarray(pixels).reshape(len(pixels), -1).view(np.uint64)
+    words = np.ascontiguousarray(pixels).reshape(len(pixels), IMAGE_SIZE * IMAGE_SIZE)
+    words = words.view(np.uint64)
     with np.errstate(over="ignore"):
         mixed = words * _MULTIPLIERS
         mixed ^= mixed >> np.uint64(29)
@@ -173,4 +174,4 @@ class AuditContext:
     def mean_pixel(self) -> np.ndarray:
         """Mean grey level of every image (float64)."""
         n = len(self.dataset)
-        return self.dataset.pixels.reshape(n, -1).mean(axis=1, dtype=np.float64)
+        return self.dataset.pixels.reshape(n, IMAGE_SIZE * IMAGE_SIZE).mean(axis=1, dtype=np.float64)

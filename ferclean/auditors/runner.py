@@ -68,7 +68,7 @@ def _resolve(
         for name in names or ():
             if name not in REGISTRY:
                 raise ValueError(
-                    f"--{what}: unknown auditor {name!r}; available: {', '.join(REGISTRY)}"
+                    f"unknown auditor {name!r} in {what}=; available: {', '.join(REGISTRY)}"
                 )
     if only:
         chosen = [a for a in chosen if a.issue_name in set(only)]

@@ -1,0 +1,172 @@
+"""Auditors against the demo's planted ground truth, edge cases, and common checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+import ferclean
+from ferclean.auditors import (
+    REGISTRY,
+    AuditContext,
+    ClassImbalanceAuditor,
+    CrossSplitLeakAuditor,
+    ExactDuplicateAuditor,
+    LabelConflictAuditor,
+    get_auditor,
+)
+from ferclean.dataset import EMOTIONS, FaceDataset
+from ferclean.demo import make_demo
+from ferclean.findings import COLUMNS, concat_findings, make_findings, validate_findings
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return make_demo()
+
+
+def found_groups(findings: pd.DataFrame) -> set[frozenset[int]]:
+    return {frozenset(part.row.tolist()) for _, part in findings.groupby("group")}
+
+
+def test_exact_duplicates_match_truth(demo):
+    found = ExactDuplicateAuditor().audit(demo.dataset)
+    assert found_groups(found) == set(demo.truth.exact_groups())
+    assert (found.score == 1.0).all()
+    # the first row of each group is kept, the others are removable
+    for _, part in found.groupby("group"):
+        first = part.row.min()
+        assert not part[part.row == first].detail.iloc[0].endswith("removable")
+        assert part[part.row != first].detail.str.endswith("removable").all()
+
+
+def test_conflicts_match_truth_with_label_multiset(demo):
+    found = LabelConflictAuditor().audit(demo.dataset)
+    assert found_groups(found) == set(demo.truth.conflict_groups("exact"))
+    for _, part in found.groupby("group"):
+        counts = part.label.value_counts()
+        expected = ", ".join(f"{EMOTIONS[k]} x{v}" for k, v in sorted(counts.items()))
+        assert part.detail.iloc[0].endswith("labels " + expected)
+
+
+def test_leaks_match_truth_and_pairs(demo):
+    auditor = CrossSplitLeakAuditor()
+    found = auditor.audit(demo.dataset)
+    assert found_groups(found) == set(demo.truth.leak_groups("exact"))
+    pairs = auditor.pairs_.set_index("pair")
+    for pair, row in pairs.iterrows():
+        a, b = pair.split("-")
+        n = sum(1 for g in demo.truth.leak_groups("exact")
+                if {a, b} <= set(demo.dataset.split_names[sorted(g)]))
+        assert row.groups == n
+    assert pairs.groups.sum() >= len(demo.truth.leak_groups("exact"))
+
+
+def test_imbalance_table_matches_counts(demo):
+    auditor = ClassImbalanceAuditor()
+    found = auditor.audit(demo.dataset)
+    table = auditor.table_
+    train = table[table.split == "Training"].set_index("emotion")
+    assert train["count"].to_dict() == demo.dataset.label_counts("Training")
+    assert train.loc["disgust", "under_represented"]
+    assert not train.loc["happy", "under_represented"]
+    ratio = train["count"].max() / train["count"].min()
+    assert auditor.imbalance_ratio_["Training"] == pytest.approx(ratio)
+    flagged = found[found.split == "Training"]
+    assert set(flagged.label) == set(train.index.get_indexer(
+        train.index[train.under_represented]))
+
+
+def test_runner_shares_the_context_and_matches_individual_runs(demo):
+    result = ferclean.audit(demo.dataset)
+    ctx = AuditContext(demo.dataset)
+    for name in ("exact_duplicate", "label_conflict", "cross_split_leak"):
+        alone = get_auditor(name).audit(demo.dataset, ctx)
+        pd.testing.assert_frame_equal(
+            result.of(name).sort_values("row").reset_index(drop=True),
+            alone.sort_values("row").reset_index(drop=True))
+    issues = result.summary["issues"]
+    assert issues["exact_duplicate"]["groups"] == len(demo.truth.exact_groups())
+    assert issues["exact_duplicate"]["images"] == sum(map(len, demo.truth.exact_groups()))
+    assert issues["exact_duplicate"]["removable"] == sum(
+        len(g) - 1 for g in demo.truth.exact_groups())
+
+
+def test_only_skip_and_specs(demo):
+    result = ferclean.audit(demo.dataset, only=["label_conflict"])
+    assert set(result.findings.issue) == {"label_conflict"}
+    result = ferclean.audit(demo.dataset, skip=["class_imbalance", "outlier"])
+    assert "class_imbalance" not in set(result.findings.issue)
+    with pytest.raises(ValueError, match="unknown auditor 'nope' in only=; available: "):
+        ferclean.audit(demo.dataset, only=["nope"])
+    result = ferclean.audit(demo.dataset, [{"class_imbalance": {"threshold": 0.9}}])
+    assert result.auditors[0].threshold == 0.9
+
+
+def _tiny(pixels, labels=None, splits=None) -> FaceDataset:
+    return FaceDataset(np.asarray(pixels, np.uint8), labels=labels, splits=splits)
+
+
+EDGE_CASES = {
+    "empty": lambda: _tiny(np.zeros((0, 48, 48))),
+    "single": lambda: _tiny(np.full((1, 48, 48), 7), labels=[3]),
+    "all identical": lambda: _tiny(np.full((5, 48, 48), 9), labels=[3, 3, 3, 4, 3],
+                                   splits=[0, 0, 0, 1, 2]),
+    "one split": lambda: make_demo(n_faces=300).dataset.split("Training"),
+    "no labels": lambda: _tiny(np.random.default_rng(0).integers(0, 255, (6, 48, 48))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_common_checks(name, case):
+    """Every registered auditor: schema on odd data, clone, determinism."""
+    ds = EDGE_CASES[case]()
+    auditor = get_auditor(name)
+    first = auditor.audit(ds)
+    assert list(first.columns) == list(COLUMNS)
+    assert validate_findings(first) is not None
+    assert set(first.issue) <= {name}
+    twin = clone(auditor)
+    assert twin.get_params() == auditor.get_params()
+    pd.testing.assert_frame_equal(first, twin.audit(ds))
+    assert repr(auditor).startswith(type(auditor).__name__)
+
+
+def test_all_identical_images_form_one_group_with_conflict_and_leak():
+    ds = EDGE_CASES["all identical"]()
+    result = ferclean.audit(ds, only=["exact_duplicate", "label_conflict", "cross_split_leak"])
+    issues = result.summary["issues"]
+    assert issues["exact_duplicate"] == {**issues["exact_duplicate"], "groups": 1,
+                                         "images": 5, "removable": 4}
+    assert issues["label_conflict"]["groups"] == 1
+    assert issues["cross_split_leak"]["groups"] == 1
+
+
+def test_one_split_has_no_leaks_and_unlabeled_has_no_conflicts():
+    assert CrossSplitLeakAuditor().audit(EDGE_CASES["one split"]()).empty
+    px = np.zeros((3, 48, 48), np.uint8)
+    assert LabelConflictAuditor().audit(_tiny(px)).empty  # no labels: nothing to conflict
+    assert len(ExactDuplicateAuditor().audit(_tiny(px))) == 3
+
+
+def test_bad_parameters_and_inputs():
+    with pytest.raises(TypeError, match="must be a ferclean.FaceDataset"):
+        ExactDuplicateAuditor().audit(np.zeros((2, 48, 48)))
+    with pytest.raises(ValueError, match="threshold must be in"):
+        ClassImbalanceAuditor(threshold=3).audit(EDGE_CASES["single"]())
+    with pytest.raises(ValueError, match="duplicates must be one of"):
+        LabelConflictAuditor(duplicates="fuzzy").audit(EDGE_CASES["single"]())
+
+
+def test_findings_contract():
+    ds = EDGE_CASES["all identical"]()
+    with pytest.raises(ValueError, match="unknown issue"):
+        make_findings(ds, [0], "blurry")
+    with pytest.raises(ValueError, match=r"scores must lie in \[0, 1\]"):
+        make_findings(ds, [0], "outlier", score=1.5)
+    table = concat_findings([make_findings(ds, [1], "outlier"),
+                             make_findings(ds, [0, 2], "exact_duplicate", group=0)])
+    assert table.issue.tolist() == ["exact_duplicate", "exact_duplicate", "outlier"]
