@@ -94,6 +94,12 @@ class FaceDataset:
     dropped : DataFrame, default=None
         Input records that a reader skipped, with columns ``source``, ``location`` and
         ``reason`` (see ``on_bad`` in :func:`ferclean.load`).
+    synthetic : array-like of bool, shape (n_images,), default=None
+        Marks images made by a resampler (e.g. SMOTE) rather than read from data; they are
+        never written into a published dataset.
+    resampled : bool, default=False
+        Set by resamplers: the dataset holds oversampled copies, so splitting it now would
+        put copies of one image on both sides of the split.
 
     Attributes
     ----------
@@ -125,6 +131,8 @@ class FaceDataset:
         *,
         source: str | None = None,
         dropped: pd.DataFrame | None = None,
+        synthetic: Any = None,
+        resampled: bool = False,
     ) -> None:
         pixels = np.asarray(pixels)
         if pixels.ndim != 3 or pixels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -145,6 +153,11 @@ class FaceDataset:
         )
         self.source = source
         self.dropped = empty_dropped() if dropped is None else dropped
+        self.synthetic = (
+            np.zeros(n, dtype=bool) if synthetic is None
+            else _as_vector(synthetic, n, "synthetic", bool)
+        )
+        self.resampled = bool(resampled)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -200,6 +213,8 @@ class FaceDataset:
             rows=self.rows[index],
             source=self.source,
             dropped=self.dropped,
+            synthetic=self.synthetic[index],
+            resampled=self.resampled,
         )
 
     def __getitem__(self, index: Any) -> FaceDataset:
@@ -336,6 +351,8 @@ class FaceDataset:
             rows=np.concatenate([d.rows for d in datasets]),
             source=source if source is not None else datasets[0].source,
             dropped=pd.concat([d.dropped for d in datasets], ignore_index=True),
+            synthetic=np.concatenate([d.synthetic for d in datasets]),
+            resampled=any(d.resampled for d in datasets),
         )
 
 

@@ -38,3 +38,11 @@ def real_data_path() -> Path:
     if not value or not Path(value).exists():
         pytest.skip("FERCLEAN_DATA is not set to the FER-2013 zip")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def real_dataset(real_data_path):
+    """The real FER-2013, read once per test session."""
+    from ferclean.io import load
+
+    return load(real_data_path)

@@ -1,0 +1,43 @@
+"""Figures on the real FER-2013 (runs when FERCLEAN_DATA names the zip; CI sets it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ferclean
+from ferclean.io import load, save
+
+pytestmark = pytest.mark.realdata
+
+
+def test_counts(real_dataset):
+    ds = real_dataset
+    assert len(ds) == 35_887
+    assert ds.split_counts() == {"Training": 28_709, "PublicTest": 3_589, "PrivateTest": 3_589}
+    train = ds.labels[ds.split_mask("Training")]
+    assert np.bincount(train, minlength=7).tolist() == [3995, 436, 4097, 7215, 4830, 3171, 4965]
+
+
+def test_csv_built_by_ferclean_reads_back_identically(real_dataset, tmp_path):
+    csv = save(real_dataset, tmp_path / "fer2013.csv")
+    assert csv.stat().st_size > 250e6  # the Kaggle-sized file, ~300 MB
+    back = load(csv)
+    assert back.equals(real_dataset)
+    npz = save(back, tmp_path / "fer2013.npz")
+    assert load(npz).equals(real_dataset)
+
+
+def test_audit_figures(real_dataset):
+    result = ferclean.audit(
+        real_dataset, only=["exact_duplicate", "label_conflict", "cross_split_leak",
+                            "class_imbalance"])
+    issues = result.summary["issues"]
+    assert {k: issues["exact_duplicate"][k] for k in ("groups", "images", "removable")} == {
+        "groups": 1516, "images": 3369, "removable": 1853}
+    assert (issues["label_conflict"]["groups"], issues["label_conflict"]["images"]) == (57, 160)
+    assert (issues["cross_split_leak"]["groups"],
+            issues["cross_split_leak"]["images"]) == (557, 1323)
+    assert issues["class_imbalance"]["under_represented"]["Training"] == ["disgust"]
+    assert issues["class_imbalance"]["imbalance_ratio"]["Training"] == pytest.approx(
+        7215 / 436, abs=1e-3)
