@@ -63,12 +63,12 @@ def child_peak(reader: str, path: Path) -> float:
     """Peak RSS (MB) a reader adds in a fresh process, above the RSS after imports."""
     code = (
         "import sys, resource, numpy, pandas\n"
-        "sys.path.insert(0, %r)\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
         "import bench_csv_reader as b, ferclean.io.csv\n"
         "base = b._rss_kb()\n"
-        "b.%s(b.Path(%r))\n"
+        f"b.{reader}(b.Path({str(path)!r}))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)\n"
-    ) % (str(HERE), reader, str(path))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 

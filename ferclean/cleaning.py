@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ferclean._validation import check_dataset
-from ferclean.dataset import SPLITS, FaceDataset
+from ferclean.dataset import IMAGE_SIZE, SPLITS, FaceDataset
 from ferclean.findings import GROUPED_ISSUES, ISSUE_TYPES
 
 ACTIONS: tuple[str, ...] = ("drop_all", "keep_one", "drop_above")
@@ -58,8 +58,8 @@ class Rule:
 
     Examples
     --------
-    >>> Rule("exact_duplicate", "keep_one", keep="prefer_test", splits=("Training",)).to_dict()
-    {'issue': 'exact_duplicate', 'action': 'keep_one', 'keep': 'prefer_test', 'splits': ['Training']}
+    >>> Rule("outlier", "drop_above", threshold=0.9, splits=("Training",)).to_dict()
+    {'issue': 'outlier', 'action': 'drop_above', 'threshold': 0.9, 'splits': ['Training']}
     """
 
     issue: str
@@ -357,7 +357,7 @@ def pixel_sha256(pixels: np.ndarray) -> list[str]:
     >>> pixel_sha256(np.zeros((1, 48, 48), np.uint8))[0][:12]
     'cfc335996cfa'
     """
-    flat = np.ascontiguousarray(pixels).reshape(len(pixels), -1)
+    flat = np.ascontiguousarray(pixels).reshape(len(pixels), IMAGE_SIZE * IMAGE_SIZE)
     return [hashlib.sha256(row.tobytes()).hexdigest() for row in flat]
 
 

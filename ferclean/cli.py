@@ -25,7 +25,7 @@ def _add_input(parser: argparse.ArgumentParser, *, demo: bool = True) -> None:
     parser.add_argument(
         "path", nargs="?", help="dataset: Kaggle CSV, image folder, .zip or ferclean .npz"
     )
-    parser.add_argument("--format", choices=("csv", "folder", "zip", "npz"),
+    parser.add_argument("--input-format", dest="format", choices=("csv", "folder", "zip", "npz"),
                         help="force the input form instead of guessing it from PATH")
     parser.add_argument("--on-bad", choices=ON_BAD_CHOICES, default="raise",
                         help="bad rows/images: stop with an error (default), skip them, or skip "
@@ -163,6 +163,81 @@ class AuditCommand(Command):
         return EXIT_OK
 
 
+class CleanCommand(Command):
+    name = "clean"
+    help = "Apply a cleaning plan; write the cleaned data, the removed images and a manifest."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_input(parser)
+        parser.add_argument("--plan", default="strict",
+                            help="a preset (raw, dedup, no-conflicts, no-outliers, seed-final, "
+                            "strict; default strict) or a plan file (.json, .yaml)")
+        parser.add_argument("--out", required=True, help="output folder (must not exist)")
+        parser.add_argument("--format", dest="out_format",
+                            choices=("csv", "folder", "zip", "npz"),
+                            help="form of the cleaned data (default: the input's form)")
+        parser.add_argument("--write-plan", metavar="FILE",
+                            help="also save the plan used, to read or edit")
+        parser.add_argument("--overwrite", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ferclean.cleaning import CleaningPlan
+        from ferclean.publish import clean_to
+
+        ds = _load_input(args)
+        plan = CleaningPlan.resolve(args.plan)
+        cleaned, manifest = clean_to(ds, plan, args.out, format=args.out_format,
+                                     overwrite=args.overwrite)
+        if args.write_plan:
+            plan.save(args.write_plan)
+        print(manifest.summary().to_string(index=False) if len(manifest.removed)
+              else "nothing removed")
+        print(f"\nkept {len(cleaned)} of {len(ds)} images; wrote {args.out}/ "
+              f"(restore with: ferclean restore {args.out} --out ORIGINAL)")
+        return EXIT_OK
+
+
+class RestoreCommand(Command):
+    name = "restore"
+    help = "Rebuild the original dataset from a clean output folder or a release."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("folder", help="output of ferclean clean or ferclean publish")
+        parser.add_argument("--out", required=True,
+                            help="where to write the original: .csv, .zip, .npz or a folder")
+        parser.add_argument("--overwrite", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ferclean.io import save
+        from ferclean.publish import restore_from
+
+        ds = restore_from(args.folder)
+        save(ds, args.out, overwrite=args.overwrite, image_format="png")
+        print(f"restored {len(ds)} images (checksum verified) to {args.out}")
+        return EXIT_OK
+
+
+class PublishCommand(Command):
+    name = "publish"
+    help = "Publish a cleaned, self-describing release (data, manifest, card, checksums)."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_input(parser)
+        parser.add_argument("--plan", default="strict", help="preset or plan file "
+                            "(default strict)")
+        parser.add_argument("--out", required=True, help="release folder (must not exist)")
+        parser.add_argument("--name", help="file-name stem of the release's data files")
+        parser.add_argument("--overwrite", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ferclean.publish import publish
+
+        ds = _load_input(args)
+        out = publish(ds, args.plan, args.out, name=args.name, overwrite=args.overwrite)
+        print(f"published {out}/ (see {out}/README.md; verify with sha256sum -c SHA256SUMS)")
+        return EXIT_OK
+
+
 class _Planned(Command):
     """A command whose library side is still being built."""
 
@@ -177,18 +252,6 @@ class _Planned(Command):
         return EXIT_ERROR
 
 
-class CleanCommand(_Planned):
-    name = "clean"
-    help = "Apply a cleaning plan and write the cleaned data with a manifest."
-    issue = "cleaning plans are planned for the next release"
-
-
-class PublishCommand(_Planned):
-    name = "publish"
-    help = "Publish a cleaned, self-describing release of a dataset."
-    issue = "publishing is planned for the next release"
-
-
 class BenchCommand(_Planned):
     name = "bench"
     help = "Train reference models on each cleaning variation and report the effect."
@@ -196,7 +259,8 @@ class BenchCommand(_Planned):
 
 
 COMMANDS: tuple[type[Command], ...] = (
-    AuditCommand, CleanCommand, PublishCommand, BenchCommand, ConvertCommand, DemoCommand,
+    AuditCommand, CleanCommand, RestoreCommand, PublishCommand, BenchCommand, ConvertCommand,
+    DemoCommand,
 )
 
 
@@ -224,10 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Examples
     --------
-    >>> main(["demo", "--help"])  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    SystemExit: 0
+    >>> import tempfile, pathlib
+    >>> out = str(pathlib.Path(tempfile.mkdtemp()) / "d.npz")
+    >>> main(["demo", "--n-faces", "300", "--out", out])  # doctest: +ELLIPSIS
+    wrote ... demo images to ...
+    0
     """
     parser = build_parser()
     args = parser.parse_args(argv)

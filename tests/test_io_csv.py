@@ -93,7 +93,8 @@ def _write_with_bad_row(tmp_path, ds, bad_line: str, at: int = 2):
 
 GOOD = " ".join(["1"] * 2304)
 BAD_ROWS = {
-    "too few pixels": ("0," + " ".join(["1"] * 2303) + ",Training", "expected 2304 pixel values, found 2303"),
+    "too few pixels": ("0," + " ".join(["1"] * 2303) + ",Training",
+                       "expected 2304 pixel values, found 2303"),
     "too many pixels": ("0," + GOOD + " 5,Training", "expected 2304 pixel values, found 2305"),
     "non-integer": ("0," + GOOD.replace("1", "1.5", 1) + ",Training", "not an integer"),
     "negative": ("0," + GOOD.replace("1", "-4", 1) + ",Training", "not an integer"),

@@ -174,4 +174,5 @@ class AuditContext:
     def mean_pixel(self) -> np.ndarray:
         """Mean grey level of every image (float64)."""
         n = len(self.dataset)
-        return self.dataset.pixels.reshape(n, IMAGE_SIZE * IMAGE_SIZE).mean(axis=1, dtype=np.float64)
+        flat = self.dataset.pixels.reshape(n, IMAGE_SIZE * IMAGE_SIZE)
+        return flat.mean(axis=1, dtype=np.float64)

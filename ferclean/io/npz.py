@@ -45,18 +45,24 @@ def write_npz(
     """
     path = Path(path)
     meta = json.dumps({"format": "ferclean-npz", "version": FORMAT_VERSION, "source": ds.source})
-    save = np.savez_compressed if compress else np.savez
+    arrays = {
+        "pixels": np.ascontiguousarray(ds.pixels),
+        "labels": ds.labels,
+        "splits": ds.splits,
+        "ids": ds.ids.astype(str),
+        "rows": ds.rows,
+        "meta": np.array(meta),
+    }
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with atomic_file(path, overwrite=overwrite) as tmp:
-        with open(tmp, "wb") as fh:
-            save(
-                fh,
-                pixels=np.ascontiguousarray(ds.pixels),
-                labels=ds.labels,
-                splits=ds.splits,
-                ids=ds.ids.astype(str),
-                rows=ds.rows,
-                meta=np.array(meta),
-            )
+        # Written entry by entry with a fixed timestamp (np.savez stamps the current time),
+        # so the same data always gives the same bytes.
+        with zipfile.ZipFile(tmp, "w", compression=method) as zf:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = method
+                with zf.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(array), allow_pickle=False)
     return path
 
 
