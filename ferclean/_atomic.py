@@ -34,6 +34,12 @@ def refuse_input_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike
             raise ValueError(f"refusing to write {output}: it is an input of this command")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -54,6 +60,8 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     fd, tmp_name = tempfile.mkstemp(prefix=f".ferclean-tmp-{target.name}.", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes 0600 files; outputs should get the permissions a plain open() gives
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         os.replace(tmp, target)
@@ -83,6 +91,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".ferclean-tmp-{target.name}.", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     try:
         yield tmp
         if target.exists():

@@ -40,16 +40,17 @@ def _source_format(dataset: FaceDataset) -> str:
 
 
 def _save_quiet(ds: FaceDataset, path: Path, fmt: str) -> None:
-    """Save; image-folder output copies the original JPEG bytes when it can."""
-    from ferclean.io.folder import LossyOutputWarning
+    """Save for restore-exactness: image forms copy the original files when there are any,
+    and are written as PNG (lossless) when there are none."""
+    if fmt in ("zip", "folder"):
+        if _can_copy_files(ds):
+            from ferclean.io.folder import copy_files
 
-    if fmt in ("zip", "folder") and not _can_copy_files(ds):
-        # no original files to copy: PNG keeps the pixels exact, so restore stays exact
-        save(ds, path, format=fmt, image_format="png")
+            copy_files(ds, path)
+        else:
+            save(ds, path, format=fmt, image_format="png")
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LossyOutputWarning)  # original bytes are copied
-        save(ds, path, format=fmt)
+    save(ds, path, format=fmt)
 
 
 def _existing_source(ds: FaceDataset) -> str | None:
@@ -315,11 +316,16 @@ def publish(
         (tmp / "data").mkdir()
         (tmp / "removed").mkdir()
         save(cleaned, tmp / f"data/{stem}.csv")
-        with warnings.catch_warnings():
-            # a zip re-encoded from CSV pixels is lossy by nature; the card says the CSV
-            # is the exact copy
-            warnings.simplefilter("ignore", UserWarning)
-            save(cleaned, tmp / f"data/{stem}.zip")
+        if _can_copy_files(cleaned):
+            from ferclean.io.folder import copy_files
+
+            copy_files(cleaned, tmp / f"data/{stem}.zip")  # the original JPEG files
+        else:
+            with warnings.catch_warnings():
+                # JPEG re-encoded from exact pixels is lossy by nature; the card says the
+                # CSV is the exact copy
+                warnings.simplefilter("ignore", UserWarning)
+                save(cleaned, tmp / f"data/{stem}.zip")
         write_npz(removed, tmp / "removed/removed.npz")
         save(removed, tmp / "removed/removed.csv")
         (tmp / "manifest.json").write_text(manifest.to_json())

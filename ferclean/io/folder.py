@@ -743,3 +743,70 @@ def _encode_all(
             blobs = futures.pop(k).result()  # popped: each chunk is freed once written
             yield from zip(names[a:b], blobs, strict=True)
             bar.update(b - a)
+
+
+def copy_files(
+    ds: FaceDataset, path: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """Write ``ds`` in the image-folder form by copying each image's original file.
+
+    For a dataset read from a folder or zip (``ds.source``) and only subset since — e.g.
+    a cleaned dataset — this keeps every file byte for byte, so nothing is re-encoded and
+    reading the copy gives exactly the same pixels. Output is a folder, or a zip when
+    ``path`` ends in ``.zip`` (with fixed timestamps, so it is reproducible).
+
+    Raises
+    ------
+    ValueError
+        If the dataset was not read from a folder or zip, or an image's label or split no
+        longer matches its original path (then the file cannot be copied as is).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from ferclean import FaceDataset
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> ds = FaceDataset(np.arange(2 * 48 * 48).reshape(2, 48, 48) % 256, labels=[3, 6])
+    >>> src = write_folder(ds, d / "in.zip", image_format="png")
+    >>> copied = copy_files(read_folder(src)[[1]], d / "out.zip")
+    >>> read_folder(copied).pixels.tolist() == ds.pixels[[1]].tolist()
+    True
+    """
+    source = Path(str(ds.source)) if ds.source else None
+    if source is None or not (source.is_dir() or zipfile.is_zipfile(source)):
+        raise ValueError(f"copy_files needs a dataset read from a folder or zip; its source "
+                         f"is {ds.source!r}")
+    names = [str(i) for i in ds.ids]
+    for name, label, split in zip(names, ds.labels.tolist(), ds.splits.tolist(), strict=True):
+        try:
+            parsed = _parse_entry(name)
+        except _EntryError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        if parsed != (label, split):
+            raise ValueError(f"{name}: its label or split changed since it was read; write "
+                             f"it with write_folder instead")
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    order = sorted(range(len(names)), key=names.__getitem__)
+    zf_in = zipfile.ZipFile(source) if not source.is_dir() else None
+    try:
+        def blob(name: str) -> bytes:
+            return zf_in.read(name) if zf_in is not None else (source / name).read_bytes()
+
+        if target.name.lower().endswith(".zip"):
+            with atomic_file(target, overwrite=overwrite) as tmp:
+                with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+                    for i in order:
+                        zf.writestr(_zip_info(names[i]), blob(names[i]))
+        else:
+            with atomic_dir(target, overwrite=overwrite) as tmp:
+                for i in order:
+                    out = tmp / names[i]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(blob(names[i]))
+    finally:
+        if zf_in is not None:
+            zf_in.close()
+    return target
