@@ -52,22 +52,25 @@ def best_of(fn, path: Path, repeat: int = 3) -> tuple[float, np.ndarray]:
     return min(times), out
 
 
-def _rss_kb() -> int:
+def _status_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
 
 def child_peak(reader: str, path: Path) -> float:
     """Peak RSS (MB) a reader adds in a fresh process, above the RSS after imports."""
+    # the file is memory-mapped: its pages count in RSS while touched, as they should
+    # VmHWM belongs to the new address space; ru_maxrss would carry the parent's peak
+    # across fork+exec.
     code = (
-        "import sys, resource, numpy, pandas\n"
+        "import sys, numpy, pandas\n"
         f"sys.path.insert(0, {str(HERE)!r})\n"
         "import bench_csv_reader as b, ferclean.io.csv\n"
-        "base = b._rss_kb()\n"
+        "base = b._status_kb('VmRSS')\n"
         f"b.{reader}(b.Path({str(path)!r}))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)\n"
+        "print(b._status_kb('VmHWM') - base)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024

@@ -1,0 +1,79 @@
+"""Run every auditing-side speed benchmark and print the measured ratios.
+
+Usage::
+
+    python benchmarks/run_speed.py [FER2013_ZIP]
+
+Each benchmark runs its reference implementation in the same run and writes
+``benchmarks/results/<name>.json``; this script runs them one after another (so they do
+not compete for the two cores) and prints one line per measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# script, its results file, and the figures to print: (label, key path, unit)
+BENCHMARKS = [
+    ("bench_csv_reader.py", "csv_reader.json", [
+        ("CSV reader (s)", ("ferclean_s",), "s"),
+        ("naive pandas + str.split (s)", ("naive_s",), "s"),
+        ("speed-up", ("speedup",), "x"),
+        ("peak MB / budget", ("ferclean_peak_mb",), "MB"),
+    ]),
+    ("bench_folder_reader.py", "folder_reader.json", [
+        ("zip reader (s)", ("read_folder_s",), "s"),
+        ("naive zip loop (s)", ("naive_s",), "s"),
+        ("speed-up", ("speedup_vs_naive",), "x"),
+    ]),
+    ("bench_audit.py", "audit.json", [
+        ("all auditors (s)", ("seconds", "all_auditors"), "s"),
+        ("exact grouping (s)", ("seconds", "exact_grouping"), "s"),
+        ("np.unique(axis=0) / ferclean", ("ratios", "np_unique_over_ferclean_grouping"), "x"),
+        ("md5 loop / ferclean", ("ratios", "md5_loop_over_ferclean_grouping"), "x"),
+    ]),
+    ("bench_near.py", "near.json", []),
+    ("bench_search_scaling.py", "search_scaling.json", []),
+]
+
+
+def _get(data: dict, path: tuple[str, ...]):
+    for key in path:
+        data = data[key]
+    return data
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    failed = []
+    for script, result, figures in BENCHMARKS:
+        if not (HERE / script).exists():
+            print(f"-- {script}: not present, skipped")
+            continue
+        print(f"== {script}", flush=True)
+        run = subprocess.run([sys.executable, str(HERE / script), *args],
+                             capture_output=True, text=True, env=os.environ.copy())
+        if run.returncode != 0:
+            failed.append(script)
+            print(run.stdout[-2000:], run.stderr[-2000:])
+            continue
+        data = json.loads((HERE / "results" / result).read_text())
+        if not figures:  # print the benchmark's own top-level numbers
+            figures = [(k, (k,), "") for k, v in data.items() if isinstance(v, int | float)]
+        for label, path, unit in figures:
+            try:
+                print(f"   {label:40s} {_get(data, path)} {unit}")
+            except KeyError:
+                print(f"   {label:40s} (missing)")
+    if failed:
+        print("failed:", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
