@@ -1,0 +1,143 @@
+"""Reference models: registry, parameter counts against the study's, output shapes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("flax")
+pytest.importorskip("optax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from ferclean.models import (  # noqa: E402
+    MODELS,
+    TINY,
+    count_params,
+    get_model,
+    model_names,
+    register_model,
+)
+
+
+def shapes(model, batch: int = 2):
+    """Variables and outputs by abstract evaluation: no compilation, no FLOPs."""
+    x = jnp.zeros((batch, 48, 48))
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    logits = jax.eval_shape(model.apply, variables, x)
+    emb = jax.eval_shape(lambda v, x: model.apply(v, x, return_embedding=True), variables, x)
+    return variables, logits.shape, emb.shape
+
+
+def keras_lstm(n_in: int, units: int) -> int:
+    return 4 * (n_in * units + units * units + units)
+
+
+def keras_mha(dim: int, heads: int = 8, key_dim: int = 8) -> int:
+    width = heads * key_dim
+    return 3 * (dim * width + width) + width * dim + dim
+
+
+# ---------------------------------------------------------------------- registry
+def test_registry_lists_builtins_with_study_counts():
+    assert model_names() == ["cnn_lstm", "cnn_mha"]
+    assert MODELS["cnn_lstm"].study_params == 457_031
+    assert MODELS["cnn_mha"].study_params == 197_799
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(KeyError, match="cnn_lstm, cnn_mha"):
+        get_model("vgg")
+
+
+def test_register_duplicate_raises_and_decorator_registers():
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("cnn_lstm", "x:y")
+
+    @register_model("test_identity_net", description="for this test")
+    class Net:  # any class works; the registry does not inspect it
+        def __init__(self, width: int = 1) -> None:
+            self.width = width
+
+    try:
+        assert get_model("test_identity_net", width=3).width == 3
+    finally:
+        del MODELS["test_identity_net"]
+
+
+def test_registry_and_package_import_without_jax():
+    code = (
+        "import sys, ferclean, ferclean.models, ferclean.training, ferclean.evaluation; "
+        "ferclean.models.model_names(); "
+        "assert not any(m.split('.')[0] in ('jax', 'flax', 'optax') for m in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------- counts
+def test_cnn_lstm_parameter_count_matches_study():
+    variables, _, _ = shapes(get_model("cnn_lstm"))
+    assert count_params(variables["params"]) == 457_031
+    # BatchNorm's running mean/variance: Keras' "non-trainable params".
+    assert count_params(variables["batch_stats"]) == 2 * (32 + 64 + 64 + 128 + 128)
+
+
+def test_cnn_lstm_all_3x3_reading_differs_by_one_kernel():
+    variables, _, _ = shapes(get_model("cnn_lstm", kernel_sizes=(3, 3, 3, 3, 3)))
+    assert count_params(variables["params"]) == 457_031 + (9 - 1) * 32 * 64  # 473,415
+
+
+def test_lstm_layers_have_keras_counts():
+    params = shapes(get_model("cnn_lstm"))[0]["params"]
+    assert count_params(params["lstm1"]) == keras_lstm(128, 128)
+    assert count_params(params["lstm2"]) == keras_lstm(128, 64)
+
+
+def test_cnn_mha_parameter_count_and_keras_mha_counts():
+    params = shapes(get_model("cnn_mha"))[0]["params"]
+    assert count_params(params) == 195_031  # study: 197,799 (see docs/models.md)
+    assert count_params(params["mha1"]) == keras_mha(64)
+    assert count_params(params["mha2"]) == keras_mha(128)
+
+
+@pytest.mark.parametrize(
+    ("kernels", "expected"),
+    [((2, 3, 1, 1), 156_631), ((2, 3, 2, 2), 219_607), ((2, 3, 3, 3), 324_567)],
+)
+def test_cnn_mha_other_kernel_readings(kernels, expected):
+    params = shapes(get_model("cnn_mha", kernel_sizes=kernels))[0]["params"]
+    assert count_params(params) == expected
+
+
+# ---------------------------------------------------------------------- shapes
+@pytest.mark.parametrize(("name", "emb_dim"), [("cnn_lstm", 200), ("cnn_mha", 128)])
+def test_output_and_embedding_shapes(name, emb_dim):
+    _, logits, emb = shapes(get_model(name), batch=3)
+    assert logits == (3, 7)
+    assert emb == (3, emb_dim)
+
+
+def test_channel_axis_optional_and_num_classes():
+    model = get_model("cnn_mha", num_classes=5)
+    x = jnp.zeros((2, 48, 48, 1))
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    assert jax.eval_shape(model.apply, variables, x).shape == (2, 5)
+
+
+def test_tiny_model_really_runs():
+    from ferclean.training import embed, init_model, predict
+
+    # The settings test_training uses, so a full run shares the compiled functions.
+    kwargs = {**TINY["cnn_lstm"], "conv_dropout": 0.0, "lstm_dropout": 0.0,
+              "dense_dropout": 0.0}
+    trained = init_model("cnn_lstm", seed=1, **kwargs)
+    images = np.random.default_rng(0).integers(0, 256, (32, 48, 48), dtype=np.uint8)
+    probs = predict(trained, images)
+    assert probs.shape == (32, 7)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert embed(trained, images).shape == (32, TINY["cnn_lstm"]["dense_units"])

@@ -1,0 +1,288 @@
+"""Training loop, checkpoints, inference helpers and evaluation metrics.
+
+Runs use the miniature models (``ferclean.models.TINY``) on a few dozen demo faces:
+compilation dominates, so the tests share one trained run (module fixture) and the jit
+caches (same model and optimiser settings reuse the compiled steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("jax")
+pytest.importorskip("flax")
+pytest.importorskip("optax")
+
+import jax  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+from ferclean.dataset import EMOTIONS, FaceDataset  # noqa: E402
+from ferclean.demo import demo_dataset  # noqa: E402
+from ferclean.evaluation import (  # noqa: E402
+    classification_metrics,
+    classification_report,
+    confusion_matrix,
+    cross_entropy,
+    evaluate_checkpoint,
+)
+from ferclean.models import TINY  # noqa: E402
+from ferclean.resample import LeakageError, class_weights  # noqa: E402
+from ferclean.training import (  # noqa: E402
+    EarlyStopping,
+    ReduceLROnPlateau,
+    TrainConfig,
+    _class_weight_vector,
+    honest_splits,
+    load_checkpoint,
+    predict,
+    saliency,
+    save_checkpoint,
+    train,
+    train_to,
+)
+
+N_TRAIN = 64
+#: One miniature model for every test here (and in test_models), so the compiled init,
+#: steps and forward passes are shared: compilation is most of these tests' time.
+#: Dropout is off: the run tests that the loop can fit data at all. (Dropout keys come
+#: from fold_in(seed key, step), deterministic by construction; the doctests train with
+#: dropout.)
+MODEL_KWARGS = {**TINY["cnn_lstm"], "conv_dropout": 0.0, "lstm_dropout": 0.0,
+                "dense_dropout": 0.0}
+OVERFIT = TrainConfig(
+    model="cnn_lstm", model_kwargs=MODEL_KWARGS, epochs=25, batch_size=16,
+    learning_rate=5e-3, early_stopping_patience=None, lr_patience=100, seed=0,
+)
+N_EVAL = 32  # every prediction call below uses 32 images: one compiled forward pass
+
+
+@pytest.fixture(scope="module")
+def demo() -> FaceDataset:
+    return demo_dataset(n_faces=300)
+
+
+@pytest.fixture(scope="module")
+def data(demo):
+    train_ds, val_ds, _ = honest_splits(demo)
+    return train_ds[:N_TRAIN], val_ds[:N_EVAL]
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return train(data, OVERFIT, out_dir=out), out
+
+
+# ---------------------------------------------------------------------- training
+def test_short_run_overfits_small_subset(run, data):
+    result, _ = run
+    history = result.history
+    assert list(history.epoch) == list(range(1, OVERFIT.epochs + 1))
+    chance = 1 / 7
+    majority = np.bincount(data[0].labels).max() / N_TRAIN
+    final = history.accuracy.iloc[-3:].max()
+    assert final > max(0.6, majority + 0.25, 4 * chance)
+    assert history.loss.iloc[-1] < 0.6 * history.loss.iloc[0]
+    assert (history.time_s > 0).all() and history.learning_rate.eq(5e-3).all()
+
+
+def test_history_and_best_checkpoint_written(run):
+    result, out = run
+    saved = json.loads((out / "history.json").read_text())
+    assert saved["monitor"] == "val_loss" and len(saved["epochs"]) == OVERFIT.epochs
+    assert result.best_epoch == int(result.history.val_loss.idxmin()) + 1
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["info"]["epoch"] == result.best_epoch
+    assert TrainConfig.from_dict(meta["config"]) == OVERFIT
+
+
+def test_checkpoint_round_trip(run, data, tmp_path):
+    result, out = run
+    loaded = load_checkpoint(out)
+    assert loaded.model == "cnn_lstm" and loaded.n_params == result.model.n_params
+    for a, b in zip(jax.tree_util.tree_leaves(result.model.variables),
+                    jax.tree_util.tree_leaves(loaded.variables), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    images = data[1].pixels
+    np.testing.assert_array_equal(predict(loaded, images), predict(result.model, images))
+    # Same weights and arguments: byte-identical files.
+    one, two = save_checkpoint(tmp_path / "a", loaded), save_checkpoint(tmp_path / "b", loaded)
+    for name in ("params.msgpack", "checkpoint.json"):
+        assert (one / name).read_bytes() == (two / name).read_bytes()
+
+
+def test_checkpoint_detects_tampering(run, tmp_path):
+    _, out = run
+    copy = save_checkpoint(tmp_path / "c", load_checkpoint(out))
+    payload = bytearray((copy / "params.msgpack").read_bytes())
+    payload[-1] ^= 1
+    (copy / "params.msgpack").write_bytes(bytes(payload))
+    with pytest.raises(ValueError, match="sha256"):
+        load_checkpoint(copy)
+
+
+def test_same_seed_same_weights(data):
+    # OVERFIT's model and optimiser: the compiled steps are reused, only the runs cost.
+    cfg = dataclasses.replace(OVERFIT, epochs=2, seed=3)
+    first, second = train(data, cfg), train(data, cfg)
+    other = train(data, dataclasses.replace(cfg, seed=4))
+    leaves = [jax.tree_util.tree_leaves(r.model.variables) for r in (first, second, other)]
+    for a, b in zip(leaves[0], leaves[1], strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(not np.array_equal(a, c) for a, c in zip(leaves[0], leaves[2], strict=True))
+    pd.testing.assert_frame_equal(first.history.drop(columns=["time_s", "cpu_s"]),
+                                  second.history.drop(columns=["time_s", "cpu_s"]))
+
+
+def test_saliency_shape_and_nonzero(run, data):
+    result, _ = run
+    images = data[1].pixels[:5]
+    maps = saliency(result.model, images)
+    assert maps.shape == images.shape and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and (maps >= 0).all() and maps.max() > 0
+    signed = saliency(result.model, images, absolute=False)
+    np.testing.assert_allclose(np.abs(signed), maps)
+
+
+def test_evaluate_checkpoint_writes_figures_and_json(run, demo, tmp_path):
+    _, out = run
+    report_dir = tmp_path / "eval"
+    private = np.flatnonzero(demo.split_mask("PrivateTest"))
+    ds = demo.subset(np.concatenate([np.flatnonzero(~demo.split_mask("PrivateTest")),
+                                     private[:N_EVAL]]))
+    result = evaluate_checkpoint(ds, out, split="PrivateTest", out_dir=report_dir,
+                                 saliency_per_class=1)
+    expected = {"metrics.json", "classification_report.csv", "predictions.csv",
+                "confusion_matrix.png", "saliency.png", "saliency.json", "saliency.npz",
+                "training_curves.png"}
+    assert set(result["files"]) == expected
+    assert {p.name for p in report_dir.iterdir()} == expected
+    for png in ("confusion_matrix.png", "saliency.png", "training_curves.png"):
+        assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((report_dir / "metrics.json").read_text())
+    assert saved["split"] == "PrivateTest" and saved["checkpoint_epoch"] >= 1
+    preds = pd.read_csv(report_dir / "predictions.csv")
+    assert len(preds) == saved["n_images"] == N_EVAL
+    assert saved["accuracy"] == pytest.approx(skm.accuracy_score(preds.label, preds.prediction))
+    assert saved["macro_f1"] == pytest.approx(
+        skm.f1_score(preds.label, preds.prediction, average="macro", labels=range(7),
+                     zero_division=0))
+
+
+def test_train_to_refuses_existing_checkpoint(tmp_path, demo):
+    (tmp_path / "checkpoint.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        train_to(demo, tmp_path, model="cnn_mha")
+
+
+# ---------------------------------------------------------------------- pieces
+def test_honest_splits_refuse_synthetic_test_images(demo):
+    train_ds, val_ds, test_ds = honest_splits(demo)
+    assert (set(train_ds.split_names), set(val_ds.split_names), set(test_ds.split_names)) == (
+        {"Training"}, {"PublicTest"}, {"PrivateTest"})
+    synthetic = np.zeros(len(demo), bool)
+    synthetic[np.flatnonzero(demo.split_mask("PrivateTest"))[0]] = True
+    tainted = FaceDataset(demo.pixels, demo.labels, demo.splits, synthetic=synthetic)
+    with pytest.raises(LeakageError):
+        honest_splits(tainted)
+
+
+def test_balanced_class_weights_come_from_training_only(data):
+    vector = _class_weight_vector("balanced", data[0])
+    for label, weight in class_weights(data[0]).items():
+        assert vector[label] == pytest.approx(weight)
+    assert _class_weight_vector(None, data[0]).tolist() == [1.0] * 7
+
+
+def test_config_validation_and_json_round_trip():
+    cfg = TrainConfig(model_kwargs={"kernel_sizes": [3, 3, 3, 3, 3]}, class_weight={1: 4})
+    assert cfg.model_kwargs["kernel_sizes"] == (3, 3, 3, 3, 3)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in ({"model": "vgg"}, {"lr_factor": 1.5}, {"class_weight": "inverse"},
+                {"early_stopping_patience": -1}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad).validate()
+
+
+def test_reduce_lr_follows_keras_rules():
+    cb = ReduceLROnPlateau(factor=0.1, patience=2, min_delta=1e-4, min_lr=1e-5)
+    lrs, lr = [], 1e-3
+    for loss in (1.0, 0.99995, 0.99996, 0.5, 0.6, 0.7, 0.8, 0.9):
+        lr = cb.update(loss, lr)
+        lrs.append(lr)
+    # 0.99995 is within min_delta: no improvement; two such epochs reduce the rate.
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5, 1e-5, 1e-5])
+
+
+def test_early_stopping_remembers_best_epoch():
+    cb = EarlyStopping(patience=3)
+    stops = []
+    for epoch, loss in enumerate((1.0, 0.9, 0.95, 0.92, 0.91, 0.5), start=1):
+        cb.update(loss, epoch)
+        stops.append(cb.should_stop)
+    assert stops == [False, False, False, False, True, True]
+    assert cb.best_epoch == 6 or cb.best_epoch == 2  # stopping is the caller's decision
+    cb2 = EarlyStopping(patience=None)
+    for epoch in range(1, 20):
+        cb2.update(1.0, epoch)
+    assert not cb2.should_stop and cb2.best_epoch == 1
+
+
+# ---------------------------------------------------------------------- metrics
+@pytest.fixture
+def predictions():
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 7, 300)
+    y_pred = np.where(rng.random(300) < 0.5, y_true, rng.integers(0, 7, 300))
+    logits = rng.normal(size=(300, 7)) + 2 * np.eye(7)[y_pred]
+    return y_true, y_pred, logits
+
+
+def test_metrics_equal_sklearn(predictions):
+    y_true, y_pred, logits = predictions
+    labels = list(range(7))
+    m = classification_metrics(y_true, y_pred, logits=logits)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="weighted"))
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert m["loss"] == pytest.approx(skm.log_loss(y_true, probs, labels=labels))
+    assert m["loss"] == pytest.approx(cross_entropy(y_true, logits))
+    # Probabilities instead of labels: argmax predictions, log-loss as sklearn's.
+    from_probs = classification_metrics(y_true, probs)
+    assert from_probs["accuracy"] == pytest.approx(skm.accuracy_score(y_true, probs.argmax(1)))
+    assert from_probs["loss"] == pytest.approx(skm.log_loss(y_true, probs, labels=labels))
+    np.testing.assert_array_equal(m["confusion_matrix"], skm.confusion_matrix(y_true, y_pred))
+    for norm in ("true", "pred", "all"):
+        np.testing.assert_allclose(confusion_matrix(y_true, y_pred, normalize=norm),
+                                   skm.confusion_matrix(y_true, y_pred, normalize=norm))
+    theirs = skm.classification_report(y_true, y_pred, target_names=list(EMOTIONS),
+                                       output_dict=True)
+    ours = classification_report(y_true, y_pred)
+    for name, row in ours.iterrows():
+        for col in ("precision", "recall", "f1-score", "support"):
+            assert row[col] == pytest.approx(theirs[name][col]), (name, col)
+
+
+def test_metrics_with_missing_classes_equal_sklearn_zero_division_0():
+    y_true = np.array([0, 0, 3, 3, 3, 6])
+    y_pred = np.array([0, 3, 3, 3, 5, 6])  # class 5 predicted, never true; 1, 2, 4 absent
+    labels = list(range(7))
+    report = classification_report(y_true, y_pred)
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                     zero_division=0)
+    np.testing.assert_allclose(report.precision.iloc[:7], p)
+    np.testing.assert_allclose(report.recall.iloc[:7], r)
+    np.testing.assert_allclose(report["f1-score"].iloc[:7], f)
+    np.testing.assert_array_equal(report.support.iloc[:7], s)
+    assert classification_metrics(y_true, y_pred)["macro_f1"] == pytest.approx(
+        skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+    np.testing.assert_allclose(
+        confusion_matrix(y_true, y_pred, normalize="true"),
+        skm.confusion_matrix(y_true, y_pred, labels=labels, normalize="true"))
