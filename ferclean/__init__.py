@@ -15,6 +15,15 @@ def audit(*args, **kwargs):  # noqa: D103 - documented in ferclean.auditors.runn
 
 audit.__doc__ = "Run auditors over a dataset; see :func:`ferclean.auditors.runner.audit`."
 
+
+def report(*args, **kwargs):  # noqa: D103 - documented in ferclean.report.report
+    from ferclean.report import report as _report
+
+    return _report(*args, **kwargs)
+
+
+report.__doc__ = "Write the self-contained HTML audit report; see :func:`ferclean.report.report`."
+
 __all__ = [
     "EMOTIONS",
     "IMAGE_SIZE",
@@ -26,5 +35,6 @@ __all__ = [
     "audit",
     "convert",
     "load",
+    "report",
     "save",
 ]

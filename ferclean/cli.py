@@ -146,6 +146,8 @@ class AuditCommand(Command):
         parser.add_argument("--skip", help="comma-separated auditors to leave out")
         parser.add_argument("--json", action="store_true",
                             help="print the summary as JSON instead of a table")
+        parser.add_argument("--html", metavar="FILE",
+                            help="also write a self-contained HTML report with image galleries")
 
     def run(self, args: argparse.Namespace) -> int:
         from ferclean.auditors.runner import audit_and_write
@@ -153,13 +155,21 @@ class AuditCommand(Command):
         ds = _load_input(args)
         only = args.only.split(",") if args.only else None
         skip = args.skip.split(",") if args.skip else None
-        summary, table = audit_and_write(ds, args.out, only=only, skip=skip,
-                                         inputs=[args.path])
+        summary, table, result = audit_and_write(ds, args.out, only=only, skip=skip,
+                                                 inputs=[args.path])
+        if args.html:
+            from ferclean._atomic import refuse_input_overwrite
+            from ferclean.report import write_report
+
+            refuse_input_overwrite(args.html, args.path)
+            write_report(ds, result, args.html, figures_dir=Path(args.out) / "figures")
         if args.json:
             print(json.dumps(summary, indent=2))
         else:
             print(table)
             print(f"\nfindings and summary written to {Path(args.out)}/")
+            if args.html:
+                print(f"HTML report written to {args.html}")
         return EXIT_OK
 
 
@@ -238,29 +248,123 @@ class PublishCommand(Command):
         return EXIT_OK
 
 
-class _Planned(Command):
-    """A command whose library side is still being built."""
+def _require_bench(command: str) -> bool:
+    try:
+        import flax  # noqa: F401
+        import jax  # noqa: F401
+        import optax  # noqa: F401
+    except ImportError:
+        print(f"ferclean {command}: needs the JAX extra: pip install 'ferclean[bench]'",
+              file=sys.stderr)
+        return False
+    return True
 
-    issue = ""
+
+class TrainCommand(Command):
+    name = "train"
+    help = ("Train a reference model (Training split; PublicTest for early stopping and the "
+            "learning-rate schedule) and save the best checkpoint.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from ferclean.models import model_names
+
+        _add_input(parser)
+        parser.add_argument("--model", default="cnn_lstm", choices=model_names())
+        parser.add_argument("--out", required=True, help="checkpoint folder")
+        parser.add_argument("--epochs", type=int, default=50)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+        parser.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+        parser.add_argument("--lr-patience", type=int, default=2,
+                            help="reduce-LR-on-plateau patience (factor 0.1)")
+        parser.add_argument("--class-weight", choices=("balanced",),
+                            help="weight the loss by inverse class frequency")
+        parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=JSON",
+                            help="model option, e.g. bn_momentum=0.9 (repeatable)")
+        parser.add_argument("--overwrite", action="store_true")
+
+    def run(self, args: argparse.Namespace) -> int:
+        if not _require_bench(self.name):
+            return EXIT_ERROR
+        from ferclean.training import TrainConfig, train_to
+
+        model_kwargs = {}
+        for item in args.model_arg:
+            key, _, value = item.partition("=")
+            try:
+                model_kwargs[key] = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(f"--model-arg {item!r}: the value must be JSON") from None
+        config = TrainConfig(model=args.model, model_kwargs=model_kwargs, epochs=args.epochs,
+                             batch_size=args.batch_size, learning_rate=args.lr,
+                             early_stopping_patience=args.patience,
+                             lr_patience=args.lr_patience, class_weight=args.class_weight,
+                             seed=args.seed)
+        ds = _load_input(args)
+        result = train_to(ds, args.out, config=config, progress=_interactive(),
+                          overwrite=args.overwrite)
+        print(result.history.to_string(index=False))
+        print(f"best epoch {result.best_epoch}; checkpoint in {args.out}/")
+        return EXIT_OK
+
+
+class EvaluateCommand(Command):
+    name = "evaluate"
+    help = ("Evaluate a checkpoint: accuracy, loss, macro-F1, per-class report, confusion "
+            "matrix and saliency maps (PNG + JSON).")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_input(parser)
+        parser.add_argument("--checkpoint", required=True, help="folder from ferclean train")
+        parser.add_argument("--split", default="PrivateTest",
+                            choices=("PrivateTest", "PublicTest", "Training"))
+        parser.add_argument("--out", help="folder for metrics and figures (default: print only)")
+        parser.add_argument("--json", action="store_true", help="print all metrics as JSON")
 
     def run(self, args: argparse.Namespace) -> int:
-        print(f"ferclean {self.name}: not available yet in ferclean {__version__} "
-              f"({self.issue}).", file=sys.stderr)
-        return EXIT_ERROR
+        if not _require_bench(self.name):
+            return EXIT_ERROR
+        from ferclean.evaluation import evaluate_checkpoint
+
+        ds = _load_input(args)
+        metrics = evaluate_checkpoint(ds, args.checkpoint, split=args.split, out_dir=args.out)
+        if args.json:
+            print(json.dumps(metrics, indent=2, default=str))
+        else:
+            print(f"{args.split}: accuracy {metrics['accuracy']:.4f}, loss "
+                  f"{metrics['loss']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
+        return EXIT_OK
 
 
-class BenchCommand(_Planned):
+class BenchCommand(Command):
     name = "bench"
-    help = "Train reference models on each cleaning variation and report the effect."
-    issue = "the benchmark suite is planned for a later release"
+    help = ("Train the reference models on each cleaning variation, honest protocol next to "
+            "the study's flawed one, and report what each step does.")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_input(parser)
+        parser.add_argument("--profile", default="quick", choices=("quick", "full", "smoke"),
+                            help="quick: a labelled subset for a 2-core CPU (~20 min); full: "
+                            "the study's setting, for a GPU; smoke: seconds, for tests")
+        parser.add_argument("--out", help="results folder (default "
+                            "benchmarks/results/<profile>); finished runs are resumed")
+
+    def run(self, args: argparse.Namespace) -> int:
+        if not _require_bench(self.name):
+            return EXIT_ERROR
+        from ferclean.bench import run_suite
+
+        ds = _load_input(args)
+        out = args.out or f"benchmarks/results/{args.profile}"
+        run_suite(ds, args.profile, out, progress=True)
+        print(Path(out, "table.md").read_text())
+        print(f"results in {out}/ (results.json, table.md, plots)")
+        return EXIT_OK
 
 
 COMMANDS: tuple[type[Command], ...] = (
-    AuditCommand, CleanCommand, RestoreCommand, PublishCommand, BenchCommand, ConvertCommand,
-    DemoCommand,
+    AuditCommand, CleanCommand, RestoreCommand, PublishCommand, TrainCommand, EvaluateCommand,
+    BenchCommand, ConvertCommand, DemoCommand,
 )
 
 

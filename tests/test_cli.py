@@ -104,12 +104,6 @@ def test_demo_truth_file(tmp_path):
     assert truth["groups"] and truth["non_faces"]
 
 
-@pytest.mark.parametrize("command", ["bench"])
-def test_planned_commands_say_so(command, capsys):
-    assert main([command, "--demo"]) == 1
-    assert "not available yet" in capsys.readouterr().err
-
-
 def test_help_for_every_command(capsys):
     for command in ["audit", "clean", "restore", "publish", "bench", "convert", "demo"]:
         with pytest.raises(SystemExit) as exit_info:
@@ -136,3 +130,20 @@ def test_clean_restore_publish(tmp_path, capsys):
     assert (tmp_path / "rel" / "SHA256SUMS").exists()
     assert main(["clean", str(src), "--plan", "nope", "--out", str(tmp_path / "x")]) == 1
     assert "neither a preset" in capsys.readouterr().err
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    pytest.importorskip("jax")
+    pytest.importorskip("flax")
+    pytest.importorskip("optax")
+    data = save(make_demo(n_faces=300).dataset, tmp_path / "demo.npz")
+    ckpt = tmp_path / "ckpt"
+    assert main(["train", str(data), "--out", str(ckpt), "--epochs", "1", "--batch-size",
+                 "32", "--model-arg", "bn_momentum=0.9"]) == 0
+    assert (ckpt / "history.json").exists()
+    assert main(["evaluate", str(data), "--checkpoint", str(ckpt), "--out",
+                 str(tmp_path / "eval"), "--json"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(printed[printed.index("{"):])
+    assert 0 <= metrics["accuracy"] <= 1
+    assert (tmp_path / "eval" / "metrics.json").exists()

@@ -190,8 +190,8 @@ def audit_and_write(
     only: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
     inputs: Iterable[str | os.PathLike | None] = (),
-) -> tuple[dict[str, Any], str]:
-    """What ``ferclean audit`` does: audit, write, and return the summary and its table.
+) -> tuple[dict[str, Any], str, AuditResult]:
+    """What ``ferclean audit`` does: audit, write; return the summary, its table, the result.
 
     ``inputs`` are refused as output locations so an audit never writes over its data.
     """
@@ -199,4 +199,4 @@ def audit_and_write(
     result = audit(dataset, only=only, skip=skip)
     write_audit(result, out)
     summary = json.loads(json.dumps(result.summary, default=_json_default))
-    return summary, result.table().to_string(index=False)
+    return summary, result.table().to_string(index=False), result

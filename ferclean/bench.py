@@ -1,0 +1,498 @@
+"""The ablation suite: what each cleaning step really does to a model's accuracy.
+
+Cells are (protocol, variation, sampling, model); each runs for several seeds.
+
+* Variations are the study's Table 2 — A ``raw``, B ``dedup``, C ``no-conflicts``,
+  D ``no-outliers``, C+D ``seed-final`` — plus ferclean's ``strict``.
+* Sampling: ``none``, ``ros`` (random oversampling), ``smote``, ``class_weights``.
+* Protocols:
+
+  ``honest`` (default)
+      The official splits. Cleaning decisions and resampling use Training only;
+      PublicTest drives early stopping and the learning-rate schedule; PrivateTest is
+      reported, and so is **PrivateTest de-leaked**: the PrivateTest images that have an
+      exact copy in the (cleaned) training data removed.
+  ``seed-replica``
+      A REPLICA OF A FLAWED PROTOCOL, the study's: clean the whole dataset, oversample it,
+      then split it at random 90/10. Copies of one image land on both sides of the split,
+      so its accuracy measures memorisation as much as recognition. It is here to show how
+      much of the study's 82.7% was leakage; every output labels it as such.
+
+Results go to ``<out>/results.json`` (every run: cell, seed, metrics, wall time, plus
+hardware and versions), ``<out>/table.md`` (the study's Table 2 re-run, honest numbers next
+to the replica's) and ``<out>/*.png``. Finished runs are not recomputed: the suite resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ferclean._atomic import atomic_file
+from ferclean.dataset import EMOTIONS, FaceDataset
+
+VARIATIONS: dict[str, str] = {
+    "A": "raw", "B": "dedup", "C": "no-conflicts", "D": "no-outliers", "C+D": "seed-final",
+    "strict": "strict",
+}
+SAMPLINGS: tuple[str, ...] = ("none", "ros", "smote", "class_weights")
+PROTOCOLS: tuple[str, ...] = ("honest", "seed-replica")
+REPLICA_LABEL = "seed-replica (REPLICA OF A FLAWED PROTOCOL: resample, then split)"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration of the suite (run once per seed)."""
+
+    protocol: str
+    variation: str
+    sampling: str
+    model: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol}|{self.variation}|{self.sampling}|{self.model}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is: which cells, how many seeds, how much data, how many epochs.
+
+    ``train_subset`` (images per class cap, ``None`` = all) and ``epochs`` make the quick
+    profile fit a 2-core CPU; every output of a subset profile says so.
+    """
+
+    name: str
+    cells: tuple[Cell, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    train_subset: int | None = None
+    eval_subset: int | None = None
+    replica_test_fraction: float = 0.1
+    model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def is_subset(self) -> bool:
+        return self.train_subset is not None or self.eval_subset is not None
+
+
+def _cells(protocol: str, variations: Iterable[str], samplings: Iterable[str],
+           models: Iterable[str]) -> list[Cell]:
+    return [Cell(protocol, v, s, m) for m in models for v in variations for s in samplings]
+
+
+def _profiles() -> dict[str, Profile]:
+    every = list(VARIATIONS)
+    full_cells = (
+        _cells("honest", every, SAMPLINGS, ["cnn_lstm"])
+        + _cells("honest", ["A", "C+D"], ["none"], ["cnn_mha"])
+        + _cells("seed-replica", ["A", "C+D"], ["none", "ros"], ["cnn_lstm"])
+    )
+    quick_cells = (
+        _cells("honest", every, ["none"], ["cnn_lstm"])
+        + _cells("honest", ["A"], ["ros", "class_weights"], ["cnn_lstm"])
+        + _cells("honest", ["A", "C+D"], ["none"], ["cnn_mha"])
+        + _cells("seed-replica", ["A", "C+D"], ["ros"], ["cnn_lstm"])
+    )
+    # A few dozen steps per run: BatchNorm's running statistics must settle faster than
+    # Keras' default momentum (0.99) allows, or evaluation sees untrained statistics.
+    short_run = {"cnn_lstm": {"bn_momentum": 0.9}}
+    return {
+        "full": Profile("full", tuple(full_cells), epochs=60,
+                        note="the study's full setting: all images, up to 60 epochs with "
+                        "early stopping; meant for a GPU"),
+        "quick": Profile("quick", tuple(quick_cells), epochs=2, train_subset=150,
+                         eval_subset=600, model_kwargs=short_run,
+                         note="SUBSET PROFILE for a 2-core CPU (one training step of the "
+                         "CNN-LSTM takes ~0.7 s there): at most 150 Training images per "
+                         "class, 600 evaluation images per set, 2 epochs, BatchNorm "
+                         "momentum 0.9; SMOTE only in the full profile. Numbers are far "
+                         "below full-data accuracy and only comparable within this profile"),
+        "smoke": Profile("smoke", (Cell("honest", "A", "none", "cnn_lstm"),
+                                   Cell("seed-replica", "A", "ros", "cnn_lstm")),
+                         seeds=(0,), epochs=1, batch_size=32, train_subset=40,
+                         eval_subset=100, model_kwargs=short_run,
+                         note="SMOKE TEST: tiny subset, one epoch"),
+    }
+
+
+PROFILES: dict[str, Profile] = _profiles()
+
+
+# ---------------------------------------------------------------------- data prep
+def _cap_per_class(ds: FaceDataset, cap: int | None, seed: int) -> FaceDataset:
+    """At most ``cap`` images per class, drawn with a fixed seed, in input order."""
+    if cap is None:
+        return ds
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(ds), bool)
+    for label in np.unique(ds.labels):
+        idx = np.flatnonzero(ds.labels == label)
+        keep[rng.permutation(idx)[:cap]] = True
+    return ds.subset(keep)
+
+
+def _cap(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
+    if n is None or len(ds) <= n:
+        return ds
+    keep = np.zeros(len(ds), bool)
+    keep[np.random.default_rng(seed).permutation(len(ds))[:n]] = True
+    return ds.subset(keep)
+
+
+def deleaked(train: FaceDataset, test: FaceDataset) -> FaceDataset:
+    """``test`` without the images that have an exact copy in ``train``."""
+    from ferclean.resample import check_leakage
+
+    leaks = check_leakage(train, test)
+    keep = np.ones(len(test), bool)
+    keep[leaks["test_position"].to_numpy()] = False
+    return test.subset(keep)
+
+
+@dataclass
+class Prepared:
+    """The data one run trains and is evaluated on."""
+
+    train: FaceDataset
+    val: FaceDataset
+    tests: dict[str, FaceDataset]
+    class_weights: dict[int, float] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int) -> Prepared:
+    """Build train/validation/test data for one cell and seed, by the cell's protocol.
+
+    The honest protocol never lets a Training image — or a resampled copy of one — into
+    the evaluation sets: they are the official PublicTest/PrivateTest images, untouched.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> p = prepare(demo_dataset(n_faces=300), Cell("honest", "A", "none", "cnn_lstm"),
+    ...             PROFILES["smoke"], seed=0)
+    >>> sorted(p.tests), set(p.train.split_names)
+    (['PrivateTest', 'PrivateTest_deleaked'], {'Training'})
+    """
+    from ferclean.cleaning import CleaningPlan, clean
+    from ferclean.resample import class_weights, resample
+
+    plan = CleaningPlan.preset(VARIATIONS[cell.variation])
+    if cell.protocol == "honest":
+        if plan.name == "strict":
+            # strict looks at test images only to remove their copies from Training
+            cleaned, manifest = clean(ds, plan)
+            train = cleaned.split("Training")
+        else:
+            train, manifest = clean(ds.split("Training"), plan)
+        train = _cap_per_class(train, profile.train_subset, seed)
+        val = _cap(ds.split("PublicTest"), profile.eval_subset, seed)
+        test = _cap(ds.split("PrivateTest"), profile.eval_subset, seed)
+        weights = class_weights(train) if cell.sampling == "class_weights" else None
+        if cell.sampling in ("ros", "smote"):
+            train = resample(train, cell.sampling, random_state=seed)
+        tests = {"PrivateTest": test, "PrivateTest_deleaked": deleaked(train, test)}
+        return Prepared(train, val, tests, weights,
+                        {"removed": len(manifest.removed), "n_train": len(train)})
+    if cell.protocol == "seed-replica":
+        from ferclean.resample import random_split
+
+        # The study's steps, in its order: clean everything, oversample everything,
+        # then split at random. Kept only to measure how much this inflates accuracy.
+        merged = FaceDataset(ds.pixels, ds.labels, np.zeros(len(ds), np.int8), ds.ids,
+                             ds.rows, source=ds.source)
+        cleaned, manifest = clean(merged, plan)
+        cleaned = _cap_per_class(cleaned, profile.train_subset, seed)
+        weights = class_weights(cleaned) if cell.sampling == "class_weights" else None
+        pool = resample(cleaned, cell.sampling, random_state=seed) if cell.sampling in (
+            "ros", "smote") else cleaned
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the LeakageWarning is the point of the replica
+            train, test = random_split(pool, profile.replica_test_fraction,
+                                       random_state=seed, allow_resampled=True)
+            train, val = random_split(train, profile.replica_test_fraction,
+                                      random_state=seed + 1, allow_resampled=True)
+        return Prepared(train, val, {"replica_test": test}, weights,
+                        {"removed": len(manifest.removed), "n_train": len(train),
+                         "label": REPLICA_LABEL})
+    raise ValueError(f"unknown protocol {cell.protocol!r}; expected one of {PROTOCOLS}")
+
+
+# ---------------------------------------------------------------------- running
+def _run_one(prepared: Prepared, cell: Cell, profile: Profile, seed: int) -> dict[str, Any]:
+    """Train and evaluate one run; returns metrics per evaluation set."""
+    from ferclean.evaluation import classification_metrics
+    from ferclean.training import TrainConfig, predict, train
+
+    config = TrainConfig(model=cell.model, model_kwargs=profile.model_kwargs.get(cell.model, {}),
+                         epochs=profile.epochs,
+                         batch_size=profile.batch_size, learning_rate=profile.learning_rate,
+                         seed=seed, class_weight=prepared.class_weights,
+                         drop_remainder=True)  # one step shape: one compilation per run
+    result = train((prepared.train, prepared.val), config)
+    metrics = {}
+    for name, test in prepared.tests.items():
+        m = classification_metrics(test.labels, predict(result, test))
+        metrics[name] = {"accuracy": m["accuracy"], "loss": m["loss"],
+                         "macro_f1": m["macro_f1"], "n": len(test),
+                         "confusion": np.asarray(m["confusion_matrix"]).tolist()}
+    return {"metrics": metrics, "epochs_run": len(result.history),
+            "best_epoch": int(result.best_epoch)}
+
+
+def _environment() -> dict[str, Any]:
+    import ferclean
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__,
+                "ferclean": ferclean.__version__}
+    try:
+        import flax
+        import jax
+        import optax
+
+        versions.update(jax=jax.__version__, flax=flax.__version__, optax=optax.__version__)
+        devices = [str(d) for d in jax.devices()]
+    except ImportError:  # pragma: no cover
+        devices = []
+    return {"cpus": os.cpu_count(), "machine": platform.machine(), "platform":
+            platform.platform(), "devices": devices, "versions": versions}
+
+
+def run_suite(
+    ds: FaceDataset,
+    profile: Profile | str = "quick",
+    out: str | os.PathLike = "benchmarks/results/quick",
+    *,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) a profile; write results.json, table.md and plots into ``out``.
+
+    Returns the results dictionary. Runs already in ``out/results.json`` are kept and not
+    recomputed.
+    """
+    profile = PROFILES[profile] if isinstance(profile, str) else profile
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if results.get("profile", {}).get("name") not in (None, profile.name):
+        raise ValueError(f"{path} holds results of profile {results['profile']['name']!r}")
+    results.update(profile=_profile_dict(profile), environment=_environment(),
+                   source=ds.source)
+    runs = results.setdefault("runs", {})
+    total = len(profile.cells) * len(profile.seeds)
+    done = 0
+    for cell in profile.cells:
+        for seed in profile.seeds:
+            key = f"{cell.key}|{seed}"
+            done += 1
+            if key in runs:
+                continue
+            start = time.perf_counter()
+            prepared = prepare(ds, cell, profile, seed)
+            outcome = _run_one(prepared, cell, profile, seed)
+            runs[key] = {**asdict(cell), "seed": seed, **outcome, **prepared.info,
+                         "wall_s": round(time.perf_counter() - start, 2)}
+            if progress:
+                acc = {k: round(v["accuracy"], 4) for k, v in outcome["metrics"].items()}
+                print(f"[{done}/{total}] {key}: {acc} ({runs[key]['wall_s']} s)", flush=True)
+            _write_json(path, results)  # after every run: resumable
+    results["summary"] = summarize_runs(runs).to_dict(orient="records")
+    _write_json(path, results)
+    write_table(results, out / "table.md")
+    plot_results(results, out)
+    return results
+
+
+def _profile_dict(profile: Profile) -> dict[str, Any]:
+    data = asdict(replace(profile, cells=()))
+    data["cells"] = [c.key for c in profile.cells]
+    data["is_subset"] = profile.is_subset
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=lambda v: v.item()) + "\n")
+
+
+# ---------------------------------------------------------------------- statistics
+def summarize_runs(runs: dict[str, Any]) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per cell and evaluation set, and the paired
+    difference to variation A (raw) with the same protocol, sampling, model and seeds.
+
+    Columns: ``protocol``, ``variation``, ``sampling``, ``model``, ``eval``, ``seeds``,
+    ``accuracy_mean``, ``accuracy_std``, ``macro_f1_mean``, ``macro_f1_std``,
+    ``loss_mean``, ``delta_vs_A``, ``delta_std``, ``p_value`` (paired t-test; NaN with
+    fewer than 2 pairs).
+    """
+    from scipy import stats
+
+    rows = []
+    for run in runs.values():
+        for eval_name, m in run["metrics"].items():
+            rows.append({"protocol": run["protocol"], "variation": run["variation"],
+                         "sampling": run["sampling"], "model": run["model"],
+                         "seed": run["seed"], "eval": eval_name, "accuracy": m["accuracy"],
+                         "macro_f1": m["macro_f1"], "loss": m["loss"]})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    keys = ["protocol", "variation", "sampling", "model", "eval"]
+    out = []
+    for key, part in frame.groupby(keys, sort=False):
+        entry = dict(zip(keys, key, strict=True))
+        entry.update(seeds=len(part), accuracy_mean=part.accuracy.mean(),
+                     accuracy_std=part.accuracy.std(ddof=1) if len(part) > 1 else 0.0,
+                     macro_f1_mean=part.macro_f1.mean(),
+                     macro_f1_std=part.macro_f1.std(ddof=1) if len(part) > 1 else 0.0,
+                     loss_mean=part.loss.mean())
+        base = frame[(frame.protocol == entry["protocol"]) & (frame.variation == "A")
+                     & (frame.sampling == entry["sampling"]) & (frame.model == entry["model"])
+                     & (frame["eval"] == entry["eval"])]
+        paired = part.merge(base, on="seed", suffixes=("", "_a"))
+        diff = paired.accuracy - paired.accuracy_a
+        entry["delta_vs_A"] = diff.mean() if len(diff) else np.nan
+        entry["delta_std"] = diff.std(ddof=1) if len(diff) > 1 else np.nan
+        if len(diff) > 1 and entry["variation"] != "A" and diff.std(ddof=1) > 0:
+            entry["p_value"] = float(stats.ttest_rel(paired.accuracy, paired.accuracy_a).pvalue)
+        else:
+            entry["p_value"] = np.nan
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def write_table(results: dict[str, Any], path: str | os.PathLike) -> Path:
+    """The study's Table 2, re-run: honest PrivateTest accuracy (and de-leaked) next to
+    the seed-replica accuracy, per variation, plus the sampling and model rows."""
+    summary = pd.DataFrame(results.get("summary", []))
+    prof = results["profile"]
+    lines = [f"# Benchmark results: profile `{prof['name']}`", ""]
+    if prof.get("note"):
+        lines += [f"**{prof['note']}**", ""]
+    env = results.get("environment", {})
+    lines += [f"Seeds: {', '.join(map(str, prof['seeds']))}; epochs: {prof['epochs']}; "
+              f"batch {prof['batch_size']}; devices: {', '.join(env.get('devices', []))}.",
+              "", "Accuracy in %, mean ± standard deviation over seeds. Δ is the paired "
+              "difference to variation A with the same seeds (p from a paired t-test).", ""]
+    if summary.empty:
+        lines.append("No runs yet.")
+    else:
+        def cell(protocol, variation, sampling, model, eval_name):
+            row = summary[(summary.protocol == protocol) & (summary.variation == variation)
+                          & (summary.sampling == sampling) & (summary.model == model)
+                          & (summary["eval"] == eval_name)]
+            if row.empty:
+                return "", ""
+            r = row.iloc[0]
+            delta = "" if variation == "A" or np.isnan(r.delta_vs_A) else (
+                f"{100 * r.delta_vs_A:+.1f}" + (f" (p={r.p_value:.2f})"
+                                                if not np.isnan(r.p_value) else ""))
+            return _fmt(r.accuracy_mean, r.accuracy_std), delta
+
+        for model in summary.model.unique():
+            for sampling in SAMPLINGS:
+                sub = summary[(summary.model == model) & (summary.sampling == sampling)]
+                if sub.empty:
+                    continue
+                lines += [f"## {model}, sampling `{sampling}`", "",
+                          "| variation | plan | honest PrivateTest | Δ | honest PrivateTest "
+                          "de-leaked | Δ | seed-replica (flawed protocol) |",
+                          "|---|---|---|---|---|---|---|"]
+                for variation, plan in VARIATIONS.items():
+                    h, hd = cell("honest", variation, sampling, model, "PrivateTest")
+                    d, dd = cell("honest", variation, sampling, model, "PrivateTest_deleaked")
+                    r, _ = cell("seed-replica", variation, sampling, model, "replica_test")
+                    if h or r:
+                        lines.append(f"| {variation} | {plan} | {h} | {hd} | {d} | {dd} | "
+                                     f"{r} |")
+                lines.append("")
+        lines += ["The seed-replica column is a " + REPLICA_LABEL + ": it oversamples the "
+                  "whole dataset before a random split, so copies of the same image are in "
+                  "both training and test data.", ""]
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
+def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
+    """Accuracy per variation with error bars, and the best honest cell's confusion matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    summary = pd.DataFrame(results.get("summary", []))
+    written = []
+    if summary.empty:
+        return written
+    sel = summary[(summary.sampling == "none") & (summary.model == "cnn_lstm")]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    evals = [("honest", "PrivateTest"), ("honest", "PrivateTest_deleaked"),
+             ("seed-replica", "replica_test")]
+    variations = list(VARIATIONS)
+    width = 0.27
+    for k, (protocol, eval_name) in enumerate(evals):
+        part = sel[(sel.protocol == protocol) & (sel["eval"] == eval_name)].set_index(
+            "variation").reindex(variations)
+        x = np.arange(len(variations)) + (k - 1) * width
+        label = eval_name if protocol == "honest" else "seed-replica (flawed)"
+        ax.bar(x, 100 * part.accuracy_mean, width, yerr=100 * part.accuracy_std,
+               label=label, capsize=2)
+    ax.set_xticks(np.arange(len(variations)), variations)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"cnn_lstm, no resampling — profile {results['profile']['name']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_by_variation.png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    written.append(out / "accuracy_by_variation.png")
+
+    honest = summary[(summary.protocol == "honest") & (summary["eval"] == "PrivateTest")]
+    if not honest.empty:
+        best = honest.sort_values("accuracy_mean").iloc[-1]
+        conf = np.zeros((len(EMOTIONS), len(EMOTIONS)))
+        for run in results["runs"].values():
+            if (run["protocol"], run["variation"], run["sampling"], run["model"]) == (
+                    "honest", best.variation, best.sampling, best.model):
+                conf += np.asarray(run["metrics"]["PrivateTest"]["confusion"])
+        norm = conf / np.maximum(conf.sum(axis=1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(7), EMOTIONS, rotation=45, ha="right")
+        ax.set_yticks(range(7), EMOTIONS)
+        for i in range(7):
+            for j in range(7):
+                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6)
+        ax.set_title(f"best honest cell: {best.variation}/{best.sampling}/{best.model}",
+                     fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        fig.tight_layout()
+        fig.savefig(out / "confusion_best.png", dpi=100, metadata={"Software": None})
+        plt.close(fig)
+        written.append(out / "confusion_best.png")
+    return written
+
+
+__all__ = ["Cell", "PROFILES", "Profile", "VARIATIONS", "deleaked", "prepare", "run_suite",
+           "summarize_runs", "write_table"]
