@@ -16,13 +16,13 @@ def audit(*args, **kwargs):  # noqa: D103 - documented in ferclean.auditors.runn
 audit.__doc__ = "Run auditors over a dataset; see :func:`ferclean.auditors.runner.audit`."
 
 
-def report(*args, **kwargs):  # noqa: D103 - documented in ferclean.report.report
-    from ferclean.report import report as _report
+def report(*args, **kwargs):  # noqa: D103 - documented in ferclean.reporting.report
+    from ferclean.reporting import report as _report
 
     return _report(*args, **kwargs)
 
 
-report.__doc__ = "Write the self-contained HTML audit report; see :func:`ferclean.report.report`."
+report.__doc__ = "Write the self-contained HTML audit report; see ferclean.reporting.report."
 
 __all__ = [
     "EMOTIONS",

@@ -159,7 +159,7 @@ class AuditCommand(Command):
                                                  inputs=[args.path])
         if args.html:
             from ferclean._atomic import refuse_input_overwrite
-            from ferclean.report import write_report
+            from ferclean.reporting import write_report
 
             refuse_input_overwrite(args.html, args.path)
             write_report(ds, result, args.html, figures_dir=Path(args.out) / "figures")

@@ -147,3 +147,12 @@ def test_train_then_evaluate(tmp_path, capsys):
     metrics = json.loads(printed[printed.index("{"):])
     assert 0 <= metrics["accuracy"] <= 1
     assert (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_audit_html_report(tmp_path):
+    html = tmp_path / "report.html"
+    assert main(["audit", "--demo", "--out", str(tmp_path / "a"), "--html", str(html)]) == 0
+    text = html.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
+    assert "https://" not in text and "http://" not in text
+    assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir())
