@@ -143,8 +143,11 @@ def summarize(findings: pd.DataFrame, dataset: FaceDataset, extra: dict | None =
 
     ``{"n_images": N, "splits": {...}, "labels": {...}, "issues": {ISSUE: {"groups": G,
     "images": I, ...}}}``. For grouped issues ``images`` counts every image in a flagged
-    group and ``removable`` those beyond the first of their group. ``extra`` adds
-    per-issue fields (e.g. leak counts by split pair).
+    group and ``removable`` those beyond the first of their group. For label conflicts
+    and cross-split leaks, ``groups``, ``images`` and ``removable`` count exact groups
+    only, and ``near_groups``, ``near_images`` and ``near_removable`` the near-duplicate
+    groups (``detail`` starting ``"near duplicate group"``), when any were examined.
+    ``extra`` adds per-issue fields (e.g. leak counts by split pair).
 
     Examples
     --------
@@ -161,12 +164,12 @@ def summarize(findings: pd.DataFrame, dataset: FaceDataset, extra: dict | None =
             continue
         entry: dict[str, Any] = {}
         if issue in GROUPED_ISSUES:
-            n_groups = int(part["group"].nunique())
-            entry = {
-                "groups": n_groups,
-                "images": int(part["row"].nunique()),
-                "removable": int(part["row"].nunique()) - n_groups,
-            }
+            near = np.zeros(len(part), bool)
+            if issue in _MIXED_ISSUES:  # exact and near groups: counted apart
+                near = part["detail"].astype(str).str.startswith(_NEAR_PREFIX).to_numpy()
+            entry = _group_counts(part[~near])
+            if near.any():
+                entry.update({f"near_{k}": v for k, v in _group_counts(part[near]).items()})
         else:
             entry = {"groups": 0, "images": int(part["row"].nunique())}
         entry.update((extra or {}).get(issue, {}))
@@ -177,6 +180,17 @@ def summarize(findings: pd.DataFrame, dataset: FaceDataset, extra: dict | None =
         "labels": {name: int((dataset.labels == i).sum()) for i, name in enumerate(EMOTIONS)},
         "issues": issues,
     }
+
+
+#: Issues whose findings can hold exact and near-duplicate groups side by side.
+_MIXED_ISSUES: tuple[str, ...] = ("label_conflict", "cross_split_leak")
+_NEAR_PREFIX = "near duplicate group"
+
+
+def _group_counts(part: pd.DataFrame) -> dict[str, int]:
+    n_groups = int(part["group"].nunique())
+    n_images = int(part["row"].nunique())
+    return {"groups": n_groups, "images": n_images, "removable": n_images - n_groups}
 
 
 def summary_table(summary: dict) -> pd.DataFrame:

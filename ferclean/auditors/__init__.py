@@ -4,6 +4,7 @@
 issue               auditor                             finds
 =================== =================================== ==============================
 exact_duplicate     :class:`ExactDuplicateAuditor`      pixel-identical images
+near_duplicate      :class:`NearDuplicateAuditor`       edited copies (re-encoded, shifted, ...)
 label_conflict      :class:`LabelConflictAuditor`       duplicates under different labels
 cross_split_leak    :class:`CrossSplitLeakAuditor`      duplicates across splits
 outlier             :class:`OutlierAuditor`             non-faces; mean-pixel outliers
@@ -19,6 +20,7 @@ from ferclean.auditors.duplicates import (
     LabelConflictAuditor,
 )
 from ferclean.auditors.imbalance import ClassImbalanceAuditor
+from ferclean.auditors.near import NearDuplicateAuditor, NearDuplicateIndex
 
 try:  # written in parallel; optional until it lands
     from ferclean.auditors.outliers import OutlierAuditor
@@ -40,6 +42,8 @@ __all__ = [
     "DuplicateGroups",
     "ExactDuplicateAuditor",
     "LabelConflictAuditor",
+    "NearDuplicateAuditor",
+    "NearDuplicateIndex",
     "OutlierAuditor",
     "exact_groups",
     "get_auditor",

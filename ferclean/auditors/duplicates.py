@@ -1,8 +1,12 @@
 """Exact duplicates, label conflicts and cross-split leakage: three views of one grouping.
 
 All three read the duplicate groups from the shared :class:`AuditContext`, so the pixels
-are hashed and grouped once. Label conflicts and leaks can use exact groups, near-duplicate
-groups (when the near-duplicate auditor's groups are available), or both.
+are hashed and grouped once. Label conflicts and leaks can use exact groups,
+near-duplicate groups (:mod:`ferclean.auditors.near`; computed on first use and shared
+through the context), or both (``duplicates="all"``). With both, every exact group is
+reported as before, and so is every near group that is more than an exact group; an image
+in both appears once under each, told apart by ``detail`` (``"exact duplicate group"`` or
+``"near duplicate group"``), and ``summary.json`` counts them separately.
 """
 
 from __future__ import annotations
@@ -29,18 +33,19 @@ def _check_kind(kind: str) -> str:
 
 
 def groups_for(context: AuditContext, kind: str) -> list[DuplicateGroups]:
-    """The duplicate groupings an auditor should look at (exact, near or both)."""
+    """The duplicate groupings an auditor should look at (exact, near or both).
+
+    Near groups come from ``context.extra["near_groups"]`` (stored by the audit's
+    :class:`~ferclean.auditors.near.NearDuplicateAuditor`), or are computed with its
+    defaults on first use.
+    """
     out = []
     if kind in ("exact", "all"):
         out.append(context.exact_groups)
     if kind in ("near", "all"):
-        near = context.extra.get("near_groups")
-        if near is None:
-            raise ValueError(
-                "near-duplicate groups are not available in this ferclean version; "
-                "use duplicates='exact'"
-            )
-        out.append(near)
+        from ferclean.auditors.near import near_groups
+
+        out.append(near_groups(context))
     return out
 
 
@@ -133,27 +138,36 @@ class _GroupPropertyAuditor(Auditor):
     def _describe(self, dataset: FaceDataset, members: np.ndarray) -> str:
         raise NotImplementedError
 
-    def _score(self, dataset: FaceDataset, members: np.ndarray) -> float:
-        return 1.0
-
     def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
         kind = _check_kind(self.duplicates)
         index, group, score, detail = [], [], [], []
         flagged_groups: list[tuple[str, np.ndarray]] = []
+        exact_sets = {tuple(m.tolist()) for m in context.exact_groups.members()}
         for groups in groups_for(context, kind):
             for members in groups.members():
+                # a near group that is just an exact group is reported as exact only
+                if groups.kind == "near" and kind == "all" and tuple(
+                        members.tolist()) in exact_sets:
+                    continue
                 if self._flag(dataset, members):
                     flagged_groups.append((groups.kind, members))
         # number groups by their first image, whatever grouping they came from
-        flagged_groups.sort(key=lambda item: int(item[1][0]))
+        flagged_groups.sort(key=lambda item: (int(item[1][0]), item[0]))
         self.groups_ = flagged_groups
+        near_scores = context.extra.get("near_scores")
         for g, (gkind, members) in enumerate(flagged_groups):
-            text = f"{gkind} duplicate group of {len(members)}: " + self._describe(
-                dataset, members)
-            s = self._score(dataset, members)
+            if gkind == "near" and near_scores is not None:
+                # each image's similarity to its closest copy in the group (1 if exact)
+                s = np.asarray(near_scores, dtype=np.float64)[members]
+                head = (f"near duplicate group of {len(members)} (similarity "
+                        f"{s.min():.3f}-{s.max():.3f}): ")
+            else:
+                s = np.ones(len(members))
+                head = f"{gkind} duplicate group of {len(members)}: "
+            text = head + self._describe(dataset, members)
             index.extend(members.tolist())
             group.extend([g] * len(members))
-            score.extend([s] * len(members))
+            score.extend(s.tolist())
             detail.extend([text] * len(members))
         if not index:
             return empty_findings()
@@ -166,13 +180,17 @@ class LabelConflictAuditor(_GroupPropertyAuditor):
     """Duplicate groups whose members carry different labels.
 
     The same picture under two emotions cannot be right twice; at least one label is
-    noise. The ``detail`` gives the group's label multiset; ``score`` is 1 for an exact
-    group (for near groups, their similarity).
+    noise. The ``detail`` says whether the group is exact or near and gives its label
+    multiset; ``score`` is 1 for an exact group; in a near group each image's similarity
+    to its closest copy (1 for an identical one).
 
     Parameters
     ----------
     duplicates : {"exact", "near", "all"}, default="exact"
-        Which duplicate groups to examine.
+        Which duplicate groups to examine: pixel-identical groups, near-duplicate groups
+        (:class:`~ferclean.auditors.near.NearDuplicateAuditor`), or both (an image can
+        then appear in an exact and in a near group; ``summary.json`` counts the near
+        ones under ``near_groups``, ``near_images``, ``near_removable``).
 
     Attributes
     ----------
@@ -209,14 +227,16 @@ class CrossSplitLeakAuditor(_GroupPropertyAuditor):
     Parameters
     ----------
     duplicates : {"exact", "near", "all"}, default="exact"
-        Which duplicate groups to examine.
+        Which duplicate groups to examine (see :class:`LabelConflictAuditor`). A mirrored
+        copy counts when the near-duplicate auditor runs with ``mirror=True``.
 
     Attributes
     ----------
     groups_ : list of (kind, ndarray)
     pairs_ : DataFrame
         Columns ``pair`` (e.g. ``Training-PublicTest``), ``groups``, ``images`` (members
-        of those groups in either split of the pair).
+        of those groups in either split of the pair; exact groups) and ``near_groups``,
+        ``near_images`` (the same for near groups).
 
     Examples
     --------
@@ -239,17 +259,21 @@ class CrossSplitLeakAuditor(_GroupPropertyAuditor):
         findings = super()._audit(dataset, context)
         rows = []
         for a, b in combinations(range(len(SPLITS)), 2):
-            n_groups = n_images = 0
-            for _, members in self.groups_:
+            counts = {"groups": 0, "images": 0, "near_groups": 0, "near_images": 0}
+            for gkind, members in self.groups_:
                 s = dataset.splits[members]
                 if (s == a).any() and (s == b).any():
-                    n_groups += 1
-                    n_images += int(((s == a) | (s == b)).sum())
-            rows.append({"pair": f"{SPLITS[a]}-{SPLITS[b]}", "groups": n_groups,
-                         "images": n_images})
+                    prefix = "near_" if gkind == "near" else ""
+                    counts[prefix + "groups"] += 1
+                    counts[prefix + "images"] += int(((s == a) | (s == b)).sum())
+            rows.append({"pair": f"{SPLITS[a]}-{SPLITS[b]}", **counts})
         self.pairs_ = pd.DataFrame(rows)
         return findings
 
     def summary_extra(self) -> dict[str, Any]:
-        return {"by_pair": {r.pair: {"groups": r.groups, "images": r.images}
-                            for r in self.pairs_.itertuples()}}
+        near = self.duplicates != "exact"
+        return {"by_pair": {
+            r.pair: {"groups": r.groups, "images": r.images,
+                     **({"near_groups": r.near_groups, "near_images": r.near_images}
+                        if near else {})}
+            for r in self.pairs_.itertuples()}}
