@@ -15,6 +15,7 @@ Load → audit → look at the findings as DataFrames → clean → check leakag
 reference model briefly → compare. It runs on the built-in demo data; set
 `FERCLEAN_DATA` to the FER-2013 zip (or CSV) to run it on the real data."""),
     ("code", """import os
+
 import ferclean
 from ferclean.demo import make_demo
 

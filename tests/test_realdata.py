@@ -41,3 +41,17 @@ def test_audit_figures(real_dataset):
     assert issues["class_imbalance"]["under_represented"]["Training"] == ["disgust"]
     assert issues["class_imbalance"]["imbalance_ratio"]["Training"] == pytest.approx(
         7215 / 436, abs=1e-3)
+
+
+def test_seed_final_removes_conflicts_and_outliers_only(real_dataset):
+    from ferclean.cleaning import clean
+
+    result = ferclean.audit(real_dataset, only=["label_conflict", "outlier"])
+    conflicts = result.of("label_conflict")
+    exact_conflicts = set(conflicts[conflicts.detail.str.startswith("exact")].row)
+    assert len(exact_conflicts) == 160
+    cleaned, manifest = clean(real_dataset, "seed-final")
+    removed = set(manifest.removed.row)
+    outliers = set(result.of("outlier").row)
+    assert removed == exact_conflicts | outliers
+    assert len(cleaned) == len(real_dataset) - len(removed)

@@ -53,6 +53,7 @@ import multiprocessing as mp
 import os
 import re
 import struct
+import sys
 import threading
 import warnings
 import zipfile
@@ -491,7 +492,10 @@ def _pool(n_workers: int, **kwargs: Any) -> Executor:
     """A process pool; fork (no re-imports, ~20 ms) when it is safe, else forkserver/spawn."""
     methods = mp.get_all_start_methods()
     # Forking a process that runs other threads can deadlock the child.
-    if "fork" in methods and threading.active_count() == 1:
+    # Python threads show in active_count(); native thread pools (JAX/XLA, once imported)
+    # do not, and forking them can deadlock the child.
+    native_threads = any(name in sys.modules for name in ("jax", "jaxlib", "torch"))
+    if "fork" in methods and threading.active_count() == 1 and not native_threads:
         method = "fork"
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
