@@ -146,6 +146,11 @@ class AuditCommand(Command):
         parser.add_argument("--skip", help="comma-separated auditors to leave out")
         parser.add_argument("--json", action="store_true",
                             help="print the summary as JSON instead of a table")
+        parser.add_argument("--mirror", action="store_true",
+                            help="near duplicates: also find horizontally flipped copies")
+        parser.add_argument("--with-near", action="store_true",
+                            help="label conflicts and cross-split leaks over near-duplicate "
+                            "groups too, not only exact ones (counted separately)")
         parser.add_argument("--html", metavar="FILE",
                             help="also write a self-contained HTML report with image galleries")
 
@@ -155,8 +160,13 @@ class AuditCommand(Command):
         ds = _load_input(args)
         only = args.only.split(",") if args.only else None
         skip = args.skip.split(",") if args.skip else None
+        params: dict[str, dict] = {}
+        if args.mirror:
+            params["near_duplicate"] = {"mirror": True}
+        if args.with_near:
+            params["label_conflict"] = params["cross_split_leak"] = {"duplicates": "all"}
         summary, table, result = audit_and_write(ds, args.out, only=only, skip=skip,
-                                                 inputs=[args.path])
+                                                 inputs=[args.path], params=params)
         if args.html:
             from ferclean._atomic import refuse_input_overwrite
             from ferclean.reporting import write_report

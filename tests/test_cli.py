@@ -156,3 +156,13 @@ def test_audit_html_report(tmp_path):
     assert text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in text
     assert "https://" not in text and "http://" not in text
     assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir())
+
+
+def test_audit_mirror_and_with_near(tmp_path, capsys):
+    assert main(["audit", "--demo", "--out", str(tmp_path / "a"), "--json", "--mirror",
+                 "--with-near", "--only", "near_duplicate,label_conflict"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    truth = make_demo().truth
+    conflicts = summary["issues"]["label_conflict"]
+    assert conflicts["groups"] == len(truth.conflict_groups("exact"))
+    assert conflicts.get("near_groups", 0) > 0

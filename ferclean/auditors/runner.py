@@ -190,13 +190,18 @@ def audit_and_write(
     only: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
     inputs: Iterable[str | os.PathLike | None] = (),
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], str, AuditResult]:
     """What ``ferclean audit`` does: audit, write; return the summary, its table, the result.
 
-    ``inputs`` are refused as output locations so an audit never writes over its data.
+    ``inputs`` are refused as output locations so an audit never writes over its data;
+    ``params`` gives auditors non-default parameters by issue name.
     """
     refuse_input_overwrite(out, *inputs)
-    result = audit(dataset, only=only, skip=skip)
+    specs = None
+    if params:
+        specs = [{name: dict(params.get(name, {}))} for name in ISSUE_TYPES if name in REGISTRY]
+    result = audit(dataset, specs, only=only, skip=skip)
     write_audit(result, out)
     summary = json.loads(json.dumps(result.summary, default=_json_default))
     return summary, result.table().to_string(index=False), result
