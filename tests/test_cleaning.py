@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import file_digest
 
 import ferclean
+from conftest import file_digest
 from ferclean.cleaning import PRESETS, CleaningPlan, Rule, clean, restore, select_removals
 from ferclean.demo import make_demo
 from ferclean.io import load, save

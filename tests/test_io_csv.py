@@ -6,9 +6,9 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import file_digest, make_random_dataset
 
 import ferclean.io.csv as csvmod
+from conftest import file_digest, make_random_dataset
 from ferclean.errors import BadInputError, BadInputWarning
 from ferclean.io.csv import csv_text, read_csv, write_csv
 
