@@ -668,8 +668,10 @@ def random_split(
 
 
 # ---------------------------------------------------------------------- leakage
-def check_leakage(train: FaceDataset, test: FaceDataset, *, near: bool = False) -> pd.DataFrame:
-    """List every test image that has a pixel-identical copy in the training data.
+def check_leakage(
+    train: FaceDataset, test: FaceDataset, *, near: bool = False, mirror: bool = False
+) -> pd.DataFrame:
+    """List every test image that has a copy in the training data (exact, or also near).
 
     Images are matched by a 64-bit content hash and each match is then verified byte for
     byte, so the table is exact; the work is vectorised (no comparison of every test
@@ -680,7 +682,13 @@ def check_leakage(train: FaceDataset, test: FaceDataset, *, near: bool = False) 
     train, test : FaceDataset
         The data a model trains on (resampled or not) and the data it is evaluated on.
     near : bool, default=False
-        Also report near duplicates. Not available yet: raises ``NotImplementedError``.
+        Also report near duplicates (re-encoded, re-lit, shifted, cropped, rotated copies),
+        found with :class:`ferclean.auditors.near.NearDuplicateIndex` fitted on ``train``
+        and verified on the pixels; their ``kind`` is ``"near"`` and ``similarity`` the
+        verified correlation.
+    mirror : bool, default=False
+        With ``near``, also report horizontally flipped copies (``kind`` ``"mirror"``):
+        a flipped copy of a test image in training is still a leak.
 
     Returns
     -------
@@ -704,11 +712,8 @@ def check_leakage(train: FaceDataset, test: FaceDataset, *, near: bool = False) 
     """
     train = check_dataset(train, name="train")
     test = check_dataset(test, name="test")
-    if near:
-        # Near-duplicate search belongs to ferclean's near-duplicate index, not here.
-        raise NotImplementedError(
-            "near-duplicate leakage checks need ferclean's near-duplicate index"
-        )
+    if mirror and not near:
+        raise ValueError("mirror=True needs near=True")
 
     test_pos, train_pos = _hash_matches(content_hash(train.pixels), content_hash(test.pixels))
     if len(test_pos):
@@ -719,8 +724,20 @@ def check_leakage(train: FaceDataset, test: FaceDataset, *, near: bool = False) 
                 train.pixels[train_pos[part]] == test.pixels[test_pos[part]], axis=(1, 2)
             )
         test_pos, train_pos = test_pos[same], train_pos[same]
+    kind = np.full(len(test_pos), "exact", dtype=object)
+    similarity = np.ones(len(test_pos), dtype=np.float64)
+    if near and len(train) and len(test):
+        from ferclean.auditors.near import NearDuplicateIndex
+
+        found = NearDuplicateIndex(mirror=mirror).fit(train).query(test)
+        found = found[found["kind"] != "exact"]  # identical copies are listed above
+        test_pos = np.concatenate([test_pos, found["new"].to_numpy(np.int64)])
+        train_pos = np.concatenate([train_pos, found["fitted"].to_numpy(np.int64)])
+        kind = np.concatenate([kind, found["kind"].to_numpy(object)])
+        similarity = np.concatenate([similarity, found["similarity"].to_numpy(np.float64)])
     order = np.lexsort((train_pos, test_pos))
     test_pos, train_pos = test_pos[order], train_pos[order]
+    kind, similarity = kind[order], similarity[order]
     return pd.DataFrame(
         {
             "test_position": test_pos.astype(np.int64),
@@ -728,8 +745,8 @@ def check_leakage(train: FaceDataset, test: FaceDataset, *, near: bool = False) 
             "test_split": np.asarray(SPLITS, dtype=object)[test.splits[test_pos]],
             "train_position": train_pos.astype(np.int64),
             "train_id": train.ids[train_pos].astype(object),
-            "kind": np.full(len(test_pos), "exact", dtype=object),
-            "similarity": np.ones(len(test_pos), dtype=np.float64),
+            "kind": kind,
+            "similarity": similarity,
         },
         columns=list(_LEAKAGE_COLUMNS),
     )

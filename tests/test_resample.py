@@ -464,9 +464,30 @@ def test_check_leakage_verifies_hash_matches(monkeypatch):
     assert leaks[["test_position", "train_position"]].values.tolist() == [[1, 5], [4, 5]]
 
 
-def test_near_leakage_needs_the_near_duplicate_index(train, test_splits):
-    with pytest.raises(NotImplementedError, match="near-duplicate index"):
-        check_leakage(train, test_splits, near=True)
+def test_near_leakage_finds_the_planted_near_copies():
+    demo = make_demo(n_faces=300)
+    ds = demo.dataset
+    train_mask = ds.split_mask("Training")
+    train, test = ds.subset(train_mask), ds.subset(~train_mask)
+    leaks = check_leakage(train, test, near=True, mirror=True)
+    exact_only = check_leakage(train, test)
+    assert set(leaks.kind) <= {"exact", "near", "mirror"}
+    pd.testing.assert_frame_equal(
+        leaks[leaks.kind == "exact"].reset_index(drop=True), exact_only)
+    found = {(int(train.rows[a]), int(test.rows[b]))
+             for a, b in zip(leaks.train_position, leaks.test_position, strict=True)}
+    for group in demo.truth.leak_groups("near"):
+        rows = sorted(group)
+        pairs = {(a, b) for a in rows for b in rows
+                 if train_mask[a] and not train_mask[b]}
+        if pairs:  # groups between the two test splits have no Training side
+            assert pairs & found, f"near leak group {rows} not found"
+    checked = [g for g in demo.truth.leak_groups("near")
+               if any(train_mask[r] for r in g) and not all(train_mask[r] for r in g)]
+    assert checked  # the demo plants Training/test near copies
+    assert (leaks.similarity[leaks.kind != "exact"] >= 0.97).all()
+    with pytest.raises(ValueError, match="needs near=True"):
+        check_leakage(train, test, mirror=True)
 
 
 def test_assert_no_leakage_counts_images(train, test_splits):
