@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ferclean._atomic import atomic_file
+from ferclean._json import to_plain
 from ferclean.dataset import EMOTIONS, FaceDataset
 
 VARIATIONS: dict[str, str] = {
@@ -155,7 +156,16 @@ def _cap(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
 
 
 def deleaked(train: FaceDataset, test: FaceDataset) -> FaceDataset:
-    """``test`` without the images that have an exact copy in ``train``."""
+    """``test`` without the images that have an exact copy in ``train``.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> ds = demo_dataset(n_faces=300)
+    >>> test = ds.split("PrivateTest")
+    >>> len(deleaked(ds.split("Training"), test)) < len(test)
+    True
+    """
     from ferclean.resample import check_leakage
 
     leaks = check_leakage(train, test)
@@ -334,7 +344,7 @@ def _profile_dict(profile: Profile) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, default=lambda v: v.item()) + "\n")
+        tmp.write_text(json.dumps(data, indent=1, default=to_plain) + "\n")
 
 
 # ---------------------------------------------------------------------- statistics
@@ -346,6 +356,17 @@ def summarize_runs(runs: dict[str, Any]) -> pd.DataFrame:
     ``accuracy_mean``, ``accuracy_std``, ``macro_f1_mean``, ``macro_f1_std``,
     ``loss_mean``, ``delta_vs_A``, ``delta_std``, ``p_value`` (paired t-test; NaN with
     fewer than 2 pairs).
+
+    Examples
+    --------
+    >>> run = lambda v, s, acc: {"protocol": "honest", "variation": v, "sampling": "none",
+    ...     "model": "cnn_lstm", "seed": s,
+    ...     "metrics": {"PrivateTest": {"accuracy": acc, "macro_f1": acc, "loss": 1.0}}}
+    >>> runs = {str(i): r for i, r in enumerate([run("A", 0, .60), run("A", 1, .62),
+    ...                                           run("B", 0, .63), run("B", 1, .64)])}
+    >>> row = summarize_runs(runs).set_index("variation").loc["B"]
+    >>> round(float(row.delta_vs_A), 3)
+    0.025
     """
     from scipy import stats
 
@@ -389,7 +410,17 @@ def _fmt(mean: float, std: float) -> str:
 
 def write_table(results: dict[str, Any], path: str | os.PathLike) -> Path:
     """The study's Table 2, re-run: honest PrivateTest accuracy (and de-leaked) next to
-    the seed-replica accuracy, per variation, plus the sampling and model rows."""
+    the seed-replica accuracy, per variation, plus the sampling and model rows.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> results = {"profile": {"name": "smoke", "seeds": [0], "epochs": 1,
+    ...            "batch_size": 32, "cells": [], "note": "SMOKE"}, "summary": []}
+    >>> path = write_table(results, pathlib.Path(tempfile.mkdtemp()) / "table.md")
+    >>> "No runs yet." in path.read_text()
+    True
+    """
     summary = pd.DataFrame(results.get("summary", []))
     prof = results["profile"]
     lines = [f"# Benchmark results: profile `{prof['name']}`", ""]

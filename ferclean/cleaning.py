@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ferclean._json import to_plain
 from ferclean._validation import check_dataset
 from ferclean.dataset import IMAGE_SIZE, SPLITS, FaceDataset
 from ferclean.findings import GROUPED_ISSUES, ISSUE_TYPES
@@ -375,6 +376,13 @@ class Manifest:
         ``n_before``, ``n_after``, ``checksum_before``, ``checksum_after``, ``plan``,
         ``source``, ``ferclean_version``, ``kept_rows`` (run-length ranges of the kept
         images' input rows) and the audit summary counts.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> _, manifest = clean(demo_dataset(n_faces=300), "dedup")
+    >>> Manifest.from_dict(manifest.to_dict()).removed.equals(manifest.removed)
+    True
     """
 
     removed: pd.DataFrame
@@ -385,7 +393,7 @@ class Manifest:
                 "removed": self.removed.to_dict(orient="records")}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, default=_plain) + "\n"
+        return json.dumps(self.to_dict(), indent=1, default=to_plain) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -413,12 +421,6 @@ class Manifest:
 
 _REMOVED_COLUMNS = ["position", "row", "image_id", "split", "label", "issues", "groups",
                     "pixel_sha256", "reason"]
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def _ranges(values: np.ndarray) -> list[list[int]]:

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from ferclean._atomic import atomic_file, refuse_input_overwrite
+from ferclean._json import to_plain
 from ferclean._validation import check_dataset
 from ferclean.auditors.base import REGISTRY, Auditor, get_auditor
 from ferclean.auditors.context import AuditContext
@@ -173,14 +174,8 @@ def write_audit(result: AuditResult, out: str | os.PathLike) -> Path:
     with atomic_file(out / "findings.csv") as tmp:
         result.findings.to_csv(tmp, index=False)
     with atomic_file(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(result.summary, indent=2, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(result.summary, indent=2, default=to_plain) + "\n")
     return out
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def audit_and_write(
@@ -196,6 +191,16 @@ def audit_and_write(
 
     ``inputs`` are refused as output locations so an audit never writes over its data;
     ``params`` gives auditors non-default parameters by issue name.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from ferclean.demo import demo_dataset
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "audit"
+    >>> summary, table, result = audit_and_write(demo_dataset(n_faces=300), out,
+    ...                                          only=["exact_duplicate"])
+    >>> sorted(p.name for p in out.iterdir()), "exact_duplicate" in table
+    (['findings.csv', 'summary.json'], True)
     """
     refuse_input_overwrite(out, *inputs)
     specs = None
@@ -203,5 +208,5 @@ def audit_and_write(
         specs = [{name: dict(params.get(name, {}))} for name in ISSUE_TYPES if name in REGISTRY]
     result = audit(dataset, specs, only=only, skip=skip)
     write_audit(result, out)
-    summary = json.loads(json.dumps(result.summary, default=_json_default))
+    summary = json.loads(json.dumps(result.summary, default=to_plain))
     return summary, result.table().to_string(index=False), result
