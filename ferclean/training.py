@@ -126,6 +126,15 @@ class TrainConfig:
     drop_remainder : bool, default=False
         Skip each epoch's last, incomplete batch. Keeps one compiled step shape (a
         partial batch compiles a second one) at the cost of a few images per epoch.
+    steps_per_call : int or None, default=None
+        Optimisation steps fused into one compiled call: the training images are copied
+        to the device once and a ``lax.scan`` gathers each batch there, so the host
+        dispatches one call per ``steps_per_call`` steps instead of one per step. The
+        results match those with 1 up to float rounding (XLA fuses the operations
+        differently). On a GPU a step of these small models takes
+        about a millisecond, less than dispatching it, so fusing makes training several
+        times faster. ``None`` picks 1 on the CPU (a step there takes far longer than
+        its dispatch) and 50 on other backends.
 
     Examples
     --------
@@ -154,6 +163,7 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 256
     drop_remainder: bool = False
+    steps_per_call: int | None = None
 
     def __post_init__(self) -> None:
         # Copies, with lists made tuples: the config must not change under the caller's
@@ -184,6 +194,8 @@ class TrainConfig:
             _check_int(getattr(self, name), name, low=1)
         _check_int(self.lr_patience, "lr_patience", low=0)
         _check_int(self.seed, "seed", low=0)
+        if self.steps_per_call is not None:
+            _check_int(self.steps_per_call, "steps_per_call", low=1)
         if self.early_stopping_patience is not None:
             _check_int(self.early_stopping_patience, "early_stopping_patience", low=0)
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -451,6 +463,18 @@ def _train_step_impl(state: Any, batch: Mapping[str, Any], rng: Any) -> tuple[An
     return state, metrics
 
 
+def _train_steps_impl(state: Any, data: Mapping[str, Any], batch_index: Any,
+                      rng: Any) -> tuple[Any, dict]:
+    """``len(batch_index)`` steps in one call; batches are gathered from device arrays."""
+    import jax
+
+    def step(state: Any, index: Any) -> tuple[Any, dict]:
+        batch = {key: value[index] for key, value in data.items()}
+        return _train_step_impl(state, batch, rng)
+
+    return jax.lax.scan(step, state, batch_index)
+
+
 def _eval_step_impl(state: Any, batch: Mapping[str, Any]) -> dict:
     import jax.numpy as jnp
     import optax
@@ -510,6 +534,7 @@ def _jax() -> SimpleNamespace:
         jax=jax,
         TrainState=TrainState,
         train_step=jax.jit(_train_step_impl, donate_argnums=donate),
+        train_steps=jax.jit(_train_steps_impl, donate_argnums=donate),
         eval_step=jax.jit(_eval_step_impl),
         forward=jax.jit(_forward_impl, static_argnames=("module", "embedding")),
         saliency=jax.jit(_saliency_impl, static_argnames=("module",)),
@@ -827,6 +852,9 @@ def train(
     reduce_lr = ReduceLROnPlateau(factor=config.lr_factor, patience=config.lr_patience,
                                   min_delta=config.lr_min_delta, min_lr=config.min_lr)
     stopper = EarlyStopping(patience=config.early_stopping_patience)
+    steps_per_call = config.steps_per_call or (1 if jax.default_backend() == "cpu" else 50)
+    device_data = (_device_training_data(pixels, labels, sample_weight)
+                   if steps_per_call > 1 and n >= batch_size else None)
     out = Path(out_dir) if out_dir is not None else None
     monitor = "val_loss" if val_ds is not None else "loss"
     history: list[dict[str, float]] = []
@@ -839,28 +867,39 @@ def train(
         perm = order_rng.permutation(n)
         step_metrics = []
         with Progress(n_steps, f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
-            for step in range(n_steps):
-                idx = perm[step * batch_size:(step + 1) * batch_size]
-                batch = {"image": pixels[idx], "label": labels[idx],
-                         "weight": sample_weight[idx]}
-                state, metrics = train_step(state, batch, dropout_key)
-                if epoch == 1 and step == 0:
-                    jax.block_until_ready(state)  # time compile + first step once
+            # Calls of (first step, number of steps): fused chunks over the full batches,
+            # then single steps (the last, partial batch; every batch when not fusing).
+            n_fused = (n // batch_size) if device_data is not None else 0
+            calls = [(s, min(steps_per_call, n_fused - s))
+                     for s in range(0, n_fused, steps_per_call)]
+            calls += [(s, 1) for s in range(n_fused, n_steps)]
+            for i, (step, count) in enumerate(calls):
+                idx = perm[step * batch_size:(step + count) * batch_size]
+                if device_data is not None and count * batch_size == len(idx):
+                    state, metrics = parts.train_steps(
+                        state, device_data, idx.reshape(count, batch_size).astype(np.int32),
+                        dropout_key)
+                else:
+                    batch = {"image": pixels[idx], "label": labels[idx],
+                             "weight": sample_weight[idx]}
+                    state, metrics = train_step(state, batch, dropout_key)
+                if epoch == 1 and i == 0:
+                    jax.block_until_ready(state)  # time compile + first call once
                     first_step_s = time.perf_counter() - wall0
                 step_metrics.append(metrics)
-                if progress and step >= 2:
-                    # Count a step when it has run, not when it was queued; staying two
-                    # steps behind keeps the device busy while the host waits.
-                    jax.block_until_ready(step_metrics[step - 2])
-                    bar.update()
+                if progress and i >= 2:
+                    # Count steps when they have run, not when they were queued; staying
+                    # two calls behind keeps the device busy while the host waits.
+                    jax.block_until_ready(step_metrics[i - 2])
+                    bar.update(calls[i - 2][1])
             # One host transfer per epoch, so steps dispatch asynchronously.
             sums = jax.device_get(step_metrics)
             bar.update(n_steps - bar.done)
             n_seen = min(n_steps * batch_size, n)
             row = {
                 "epoch": epoch,
-                "loss": float(sum(m["loss_sum"] for m in sums)) / n_seen,
-                "accuracy": float(sum(m["correct"] for m in sums)) / n_seen,
+                "loss": float(sum(np.sum(m["loss_sum"]) for m in sums)) / n_seen,
+                "accuracy": float(sum(np.sum(m["correct"]) for m in sums)) / n_seen,
                 "val_loss": math.nan,
                 "val_accuracy": math.nan,
                 "learning_rate": lr,
@@ -907,6 +946,23 @@ def train(
         first_step_s=first_step_s,
         out_dir=out,
     )
+
+
+def _device_training_data(pixels: np.ndarray, labels: np.ndarray,
+                          weights: np.ndarray) -> dict[str, Any]:
+    """The training arrays on the device, for fused steps to gather batches from.
+
+    Padded to the next power of two, so that runs on datasets of similar size share one
+    compiled call (the padding rows are never indexed).
+    """
+    import jax
+
+    n = len(labels)
+    pad = (1 << max(n - 1, 1).bit_length()) - n
+    arrays = {"image": pixels, "label": labels.astype(np.int32),
+              "weight": weights.astype(np.float32)}
+    return jax.device_put({key: np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)])
+                           for key, a in arrays.items()})
 
 
 def _trained(config: TrainConfig, params: Any, batch_stats: Any, info: Any = None) -> TrainedModel:
