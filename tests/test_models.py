@@ -141,3 +141,15 @@ def test_tiny_model_really_runs():
     assert probs.shape == (32, 7)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert embed(trained, images).shape == (32, TINY["cnn_lstm"]["dense_units"])
+
+
+def test_lstm_unroll_changes_speed_not_results():
+    # TINY sizes keep the compile short; the sequence is still the 25-step grid.
+    looped = get_model("cnn_lstm", **TINY["cnn_lstm"])
+    unrolled = get_model("cnn_lstm", **TINY["cnn_lstm"], lstm_unroll=25)
+    x = jnp.asarray(np.random.default_rng(0).random((3, 48, 48)), jnp.float32)
+    variables = looped.init(jax.random.key(0), x)
+    assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(
+        unrolled.init(jax.random.key(0), x))
+    np.testing.assert_allclose(unrolled.apply(variables, x), looped.apply(variables, x),
+                               rtol=1e-5, atol=1e-6)
