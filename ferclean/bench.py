@@ -97,32 +97,37 @@ def _cells(protocol: str, variations: Iterable[str], samplings: Iterable[str],
 
 def _profiles() -> dict[str, Profile]:
     every = list(VARIATIONS)
+    # Both profiles are ordered by importance, so that a run cut short (or shards
+    # interrupted by a time limit) still holds the core comparison.
     full_cells = (
-        _cells("honest", every, SAMPLINGS, ["cnn_lstm"])
-        + _cells("honest", ["A", "C+D"], ["none"], ["cnn_mha"])
-        + _cells("seed-replica", ["A", "C+D"], ["none", "ros"], ["cnn_lstm"])
-    )
-    # Ordered by importance: if the CPU run is cut short, the core comparison is there.
-    quick_cells = (
         _cells("honest", every, ["none"], ["cnn_lstm"])
-        + _cells("seed-replica", ["A", "C+D"], ["ros"], ["cnn_lstm"])
-        + _cells("honest", ["A"], ["ros", "class_weights"], ["cnn_lstm"])
+        + _cells("seed-replica", ["A", "C+D"], ["none", "ros"], ["cnn_lstm"])
         + _cells("honest", ["A", "C+D"], ["none"], ["cnn_mha"])
+        + _cells("honest", every, ["ros", "smote", "class_weights"], ["cnn_lstm"])
+    )
+    # What fits ~20 minutes on 2 CPU cores (a CNN-LSTM step there is ~0.7 s): the
+    # cleaning effect (A vs C+D) and the leak (honest vs the replica), three seeds each.
+    quick_cells = (
+        _cells("honest", ["A", "C+D"], ["none"], ["cnn_lstm"])
+        + _cells("seed-replica", ["A"], ["ros"], ["cnn_lstm"])
     )
     # A few dozen steps per run: BatchNorm's running statistics must settle faster than
     # Keras' default momentum (0.99) allows, or evaluation sees untrained statistics.
     short_run = {"cnn_lstm": {"bn_momentum": 0.9}}
     return {
         "full": Profile("full", tuple(full_cells), epochs=60,
+                        # same weights and arithmetic; twice as fast per step on an H100
+                        model_kwargs={"cnn_lstm": {"lstm_unroll": 25}},
                         note="the study's full setting: all images, up to 60 epochs with "
                         "early stopping; meant for a GPU"),
-        "quick": Profile("quick", tuple(quick_cells), epochs=3, train_subset=250,
+        "quick": Profile("quick", tuple(quick_cells), epochs=6, train_subset=250,
                          eval_subset=600, model_kwargs=short_run,
                          note="SUBSET PROFILE for a 2-core CPU (one training step of the "
-                         "CNN-LSTM takes ~0.7 s there): at most 250 Training images per "
-                         "class, 600 evaluation images per set, 3 epochs, BatchNorm "
-                         "momentum 0.9; SMOTE only in the full profile. Numbers are far "
-                         "below full-data accuracy and only comparable within this profile"),
+                         "CNN-LSTM takes ~0.7 s there): 3 cells, at most 250 Training "
+                         "images per class, 600 evaluation images per set, 6 epochs, "
+                         "BatchNorm momentum 0.9. Numbers are far below full-data accuracy "
+                         "and only comparable within this profile; the full profile runs "
+                         "every cell"),
         "smoke": Profile("smoke", (Cell("honest", "A", "none", "cnn_lstm"),
                                    Cell("seed-replica", "A", "ros", "cnn_lstm")),
                          seeds=(0,), epochs=1, batch_size=32, train_subset=40,
@@ -155,20 +160,22 @@ def _cap(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
     return ds.subset(keep)
 
 
-def deleaked(train: FaceDataset, test: FaceDataset) -> FaceDataset:
-    """``test`` without the images that have an exact copy in ``train``.
+def deleaked(train: FaceDataset, test: FaceDataset, *, near: bool = True) -> FaceDataset:
+    """``test`` without the images that have a copy in ``train``: exact copies, and with
+    ``near`` (the default) also near and mirrored copies, verified on the pixels.
 
     Examples
     --------
     >>> from ferclean.demo import demo_dataset
     >>> ds = demo_dataset(n_faces=300)
     >>> test = ds.split("PrivateTest")
-    >>> len(deleaked(ds.split("Training"), test)) < len(test)
+    >>> exact_only = deleaked(ds.split("Training"), test, near=False)
+    >>> len(deleaked(ds.split("Training"), test)) < len(exact_only) < len(test)
     True
     """
     from ferclean.resample import check_leakage
 
-    leaks = check_leakage(train, test)
+    leaks = check_leakage(train, test, near=near, mirror=near)
     keep = np.ones(len(test), bool)
     keep[leaks["test_position"].to_numpy()] = False
     return test.subset(keep)
@@ -185,11 +192,17 @@ class Prepared:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int) -> Prepared:
+def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
+            cache: dict[Any, Any] | None = None) -> Prepared:
     """Build train/validation/test data for one cell and seed, by the cell's protocol.
 
     The honest protocol never lets a Training image — or a resampled copy of one — into
     the evaluation sets: they are the official PublicTest/PrivateTest images, untouched.
+    ``PrivateTest_deleaked`` also drops the PrivateTest images with an exact, near or
+    mirrored copy among the images the model trains on.
+
+    ``cache`` (a dict kept across calls on the same ``ds``) saves the cleaning and the
+    de-leaking that cells with the same variation share; results are the same without it.
 
     Examples
     --------
@@ -202,31 +215,50 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int) -> Prepare
     from ferclean.cleaning import CleaningPlan, clean
     from ferclean.resample import class_weights, resample
 
+    cache = {} if cache is None else cache
     plan = CleaningPlan.preset(VARIATIONS[cell.variation])
+    # Subset draws depend on the seed; full-data runs of one variation share their data.
+    draw = seed if profile.is_subset else None
+
+    def cached(key: tuple, make: Any) -> Any:
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
     if cell.protocol == "honest":
-        if plan.name == "strict":
-            # strict looks at test images only to remove their copies from Training
-            cleaned, manifest = clean(ds, plan)
-            train = cleaned.split("Training")
-        else:
-            train, manifest = clean(ds.split("Training"), plan)
+        def cleaned_training() -> tuple[FaceDataset, int]:
+            if plan.name == "strict":
+                # strict looks at test images only to remove their copies from Training
+                cleaned, manifest = clean(ds, plan)
+                return cleaned.split("Training"), len(manifest.removed)
+            cleaned, manifest = clean(ds.split("Training"), plan)
+            return cleaned, len(manifest.removed)
+
+        train, removed = cached(("honest", cell.variation), cleaned_training)
         train = _cap_per_class(train, profile.train_subset, seed)
         val = _cap(ds.split("PublicTest"), profile.eval_subset, seed)
         test = _cap(ds.split("PrivateTest"), profile.eval_subset, seed)
+        # De-leaked against the images before resampling: a resampled copy is a copy of
+        # one of them, and a SMOTE image is not a copy of any test image.
+        clean_test = cached(("deleaked", cell.variation, draw),
+                            lambda: deleaked(train, test))
         weights = class_weights(train) if cell.sampling == "class_weights" else None
         if cell.sampling in ("ros", "smote"):
             train = resample(train, cell.sampling, random_state=seed)
-        tests = {"PrivateTest": test, "PrivateTest_deleaked": deleaked(train, test)}
-        return Prepared(train, val, tests, weights,
-                        {"removed": len(manifest.removed), "n_train": len(train)})
+        tests = {"PrivateTest": test, "PrivateTest_deleaked": clean_test}
+        return Prepared(train, val, tests, weights, {"removed": removed, "n_train": len(train)})
     if cell.protocol == "seed-replica":
         from ferclean.resample import random_split
 
         # The study's steps, in its order: clean everything, oversample everything,
         # then split at random. Kept only to measure how much this inflates accuracy.
-        merged = FaceDataset(ds.pixels, ds.labels, np.zeros(len(ds), np.int8), ds.ids,
-                             ds.rows, source=ds.source)
-        cleaned, manifest = clean(merged, plan)
+        def cleaned_everything() -> tuple[FaceDataset, int]:
+            merged = FaceDataset(ds.pixels, ds.labels, np.zeros(len(ds), np.int8), ds.ids,
+                                 ds.rows, source=ds.source)
+            cleaned, manifest = clean(merged, plan)
+            return cleaned, len(manifest.removed)
+
+        cleaned, removed = cached(("seed-replica", cell.variation), cleaned_everything)
         cleaned = _cap_per_class(cleaned, profile.train_subset, seed)
         weights = class_weights(cleaned) if cell.sampling == "class_weights" else None
         pool = resample(cleaned, cell.sampling, random_state=seed) if cell.sampling in (
@@ -238,8 +270,7 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int) -> Prepare
             train, val = random_split(train, profile.replica_test_fraction,
                                       random_state=seed + 1, allow_resampled=True)
         return Prepared(train, val, {"replica_test": test}, weights,
-                        {"removed": len(manifest.removed), "n_train": len(train),
-                         "label": REPLICA_LABEL})
+                        {"removed": removed, "n_train": len(train), "label": REPLICA_LABEL})
     raise ValueError(f"unknown protocol {cell.protocol!r}; expected one of {PROTOCOLS}")
 
 
@@ -289,11 +320,33 @@ def run_suite(
     out: str | os.PathLike = "benchmarks/results/quick",
     *,
     progress: bool = False,
+    shard: tuple[int, int] | None = None,
+    train_missing: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a profile; write results.json, table.md and plots into ``out``.
 
-    Returns the results dictionary. Runs already in ``out/results.json`` are kept and not
-    recomputed.
+    Returns the results dictionary. Runs already in ``out/results.json`` (or in shard
+    files) are kept and not recomputed.
+
+    Parameters
+    ----------
+    ds : FaceDataset
+        The whole dataset, all three splits.
+    profile : Profile or str, default="quick"
+    out : path
+    progress : bool, default=False
+        Print one line per finished run.
+    shard : (i, n), default=None
+        Run only every n-th run starting at the i-th (0-based), writing
+        ``out/shards/shard-i-of-n.json`` after each run. n processes with i = 0..n-1
+        share one GPU (or several machines) and finish the profile together; a later
+        call without ``shard`` merges their files into ``results.json``, runs whatever
+        is still missing, and writes the table and plots.
+        :func:`run_suite_parallel` does all of this.
+    train_missing : bool, default=True
+        False only merges shard files and rewrites the table and plots, training nothing
+        (e.g. on a laptop, after shards ran on a GPU machine); the results then say which
+        runs are missing.
     """
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     out = Path(out)
@@ -302,37 +355,129 @@ def run_suite(
     results = json.loads(path.read_text()) if path.exists() else {}
     if results.get("profile", {}).get("name") not in (None, profile.name):
         raise ValueError(f"{path} holds results of profile {results['profile']['name']!r}")
-    results.update(profile=_profile_dict(profile), environment=_environment(),
-                   source=ds.source)
+    shard_files = sorted((out / SHARD_DIR).glob("shard-*.json"))
     runs = results.setdefault("runs", {})
-    total = len(profile.cells) * len(profile.seeds)
-    done = 0
-    for cell in profile.cells:
-        for seed in profile.seeds:
-            key = f"{cell.key}|{seed}"
-            done += 1
-            if key in runs:
-                continue
-            start = time.perf_counter()
-            prepared = prepare(ds, cell, profile, seed)
-            outcome = _run_one(prepared, cell, profile, seed)
-            runs[key] = {**asdict(cell), "seed": seed, **outcome, **prepared.info,
-                         "wall_s": round(time.perf_counter() - start, 2)}
-            if progress:
-                acc = {k: round(v["accuracy"], 4) for k, v in outcome["metrics"].items()}
-                print(f"[{done}/{total}] {key}: {acc} ({runs[key]['wall_s']} s)", flush=True)
-            # after every run: resumable, and a cut-short run still leaves a table
+    for shard_file in shard_files:
+        part = json.loads(shard_file.read_text())
+        if part.get("profile", {}).get("name") != profile.name:
+            raise ValueError(f"{shard_file} holds results of profile "
+                             f"{part.get('profile', {}).get('name')!r}")
+        runs.update(part["runs"])
+        results.setdefault("environment", part.get("environment"))
+    if shard is not None:
+        index, count = shard
+        if not (isinstance(count, int) and count >= 1 and 0 <= index < count):
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n; got {shard!r}")
+        path = out / SHARD_DIR / f"shard-{index}-of-{count}.json"
+        path.parent.mkdir(exist_ok=True)
+        mine = json.loads(path.read_text())["runs"] if path.exists() else {}
+        known, runs = runs, mine
+    else:
+        known = runs
+    # The environment is the one that trained: a merge that trains nothing keeps theirs.
+    environment = results.get("environment") if not train_missing else None
+    results = {**results, "profile": _profile_dict(profile),
+               "environment": environment or _environment(), "source": ds.source,
+               "runs": runs}
+    if shard is not None:
+        results.pop("summary", None)  # shard files hold runs; the merge summarises
+    order = [(cell, seed) for cell in profile.cells for seed in profile.seeds]
+    total = len(order)
+    cache: dict[Any, Any] = {}
+    for position, (cell, seed) in enumerate(order, start=1):
+        key = f"{cell.key}|{seed}"
+        if not train_missing or key in known or key in runs or (
+                shard is not None and (position - 1) % shard[1] != shard[0]):
+            continue
+        start = time.perf_counter()
+        prepared = prepare(ds, cell, profile, seed, cache)
+        outcome = _run_one(prepared, cell, profile, seed)
+        runs[key] = {**asdict(cell), "seed": seed, **outcome, **prepared.info,
+                     "wall_s": round(time.perf_counter() - start, 2)}
+        if progress:
+            acc = {k: round(v["accuracy"], 4) for k, v in outcome["metrics"].items()}
+            worker = f"shard {shard[0]}/{shard[1]} " if shard else ""
+            print(f"{worker}[{position}/{total}] {key}: {acc} ({runs[key]['wall_s']} s)",
+                  flush=True)
+        # after every run: resumable, and a cut-short run still leaves its results
+        results["complete"] = False
+        if shard is None:
             results["summary"] = summarize_runs(runs).to_dict(orient="records")
-            results["complete"] = False
-            _write_json(path, results)
             write_table(results, out / "table.md")
+        _write_json(path, results)
+    if shard is not None:
+        return results
     results["summary"] = summarize_runs(runs).to_dict(orient="records")
-    results["complete"] = all(f"{c.key}|{s}" in runs for c in profile.cells
-                              for s in profile.seeds)
+    results["complete"] = all(f"{c.key}|{s}" in runs for c, s in order)
     _write_json(path, results)
+    for shard_file in shard_files:  # merged into results.json, which was written first
+        shard_file.unlink()
+    if (out / SHARD_DIR).is_dir() and not any((out / SHARD_DIR).iterdir()):
+        (out / SHARD_DIR).rmdir()
     write_table(results, out / "table.md")
     plot_results(results, out)
     return results
+
+
+SHARD_DIR = "shards"
+
+
+def run_suite_parallel(
+    ds: FaceDataset,
+    profile: str = "quick",
+    out: str | os.PathLike = "benchmarks/results/quick",
+    *,
+    workers: int = 2,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run a profile in ``workers`` processes (``ferclean bench --shard i/n``), then merge.
+
+    Small models leave a GPU mostly idle, so several processes share one well: each runs
+    every ``workers``-th run and writes its own shard file; the merge (a final
+    :func:`run_suite` call in this process) runs anything a worker left undone and writes
+    ``results.json``, the table and the plots. The workers read ``ds`` from a temporary
+    ``.npz`` and are told not to pre-allocate most of the GPU's memory, as JAX does by
+    default. Finished runs are resumed as with :func:`run_suite`.
+
+    Parameters
+    ----------
+    ds : FaceDataset
+    profile : str, default="quick"
+        A name in :data:`PROFILES` (workers are separate processes).
+    out : path
+    workers : int, default=2
+    progress : bool, default=False
+        Let the workers print their per-run lines.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    from ferclean.io.npz import write_npz
+
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    with tempfile.TemporaryDirectory(prefix="ferclean-bench-") as tmp:
+        data = Path(tmp) / "dataset.npz"
+        write_npz(ds, data)
+        base = [sys.executable, "-m", "ferclean", "bench", str(data), "--input-format", "npz",
+                "--profile", profile, "--out", str(out)]
+        procs = [subprocess.Popen([*base, "--shard", f"{i}/{workers}"], env=env,
+                                  stdout=None if progress else subprocess.DEVNULL)
+                 for i in range(workers)]
+        try:
+            codes = [p.wait() for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+    if any(codes):
+        raise RuntimeError(f"bench workers exited with {codes}; their finished runs are kept "
+                           f"in {Path(out) / SHARD_DIR} and a re-run resumes from them")
+    return run_suite(ds, profile, out, progress=progress)
 
 
 def _profile_dict(profile: Profile) -> dict[str, Any]:
@@ -448,7 +593,10 @@ def write_table(results: dict[str, Any], path: str | os.PathLike) -> Path:
             delta = "" if variation == "A" or np.isnan(r.delta_vs_A) else (
                 f"{100 * r.delta_vs_A:+.1f}" + (f" (p={r.p_value:.2f})"
                                                 if not np.isnan(r.p_value) else ""))
-            return _fmt(r.accuracy_mean, r.accuracy_std), delta
+            value = _fmt(r.accuracy_mean, r.accuracy_std)
+            if r.seeds < len(prof["seeds"]):  # a cut-short run: say how little it rests on
+                value += f" ({r.seeds} of {len(prof['seeds'])} seeds)"
+            return value, delta
 
         for model in summary.model.unique():
             for sampling in SAMPLINGS:
@@ -537,4 +685,4 @@ def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
 
 
 __all__ = ["Cell", "PROFILES", "Profile", "VARIATIONS", "deleaked", "prepare", "run_suite",
-           "summarize_runs", "write_table"]
+           "run_suite_parallel", "summarize_runs", "write_table"]

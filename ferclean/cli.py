@@ -358,18 +358,51 @@ class BenchCommand(Command):
                             "the study's setting, for a GPU; smoke: seconds, for tests")
         parser.add_argument("--out", help="results folder (default "
                             "benchmarks/results/<profile>); finished runs are resumed")
+        parser.add_argument("--workers", type=int, default=1,
+                            help="run the profile in this many processes and merge their "
+                            "results (several share one GPU well; default 1)")
+        parser.add_argument("--shard", type=_shard,
+                            help="I/N: run only every N-th run from the I-th (0-based) into "
+                            "OUT/shards/; a later call without --shard merges")
+        parser.add_argument("--merge-only", action="store_true",
+                            help="only merge OUT/shards/ into results.json and rewrite the "
+                            "table and plots; train nothing")
 
     def run(self, args: argparse.Namespace) -> int:
         if not _require_bench(self.name):
             return EXIT_ERROR
-        from ferclean.bench import run_suite
+        from ferclean.bench import run_suite, run_suite_parallel
 
+        if args.workers < 1:
+            raise SystemExit(f"--workers must be >= 1; got {args.workers}")
+        if args.workers > 1 and args.shard is not None:
+            raise SystemExit("give either --workers or --shard, not both")
         ds = _load_input(args)
         out = args.out or f"benchmarks/results/{args.profile}"
-        run_suite(ds, args.profile, out, progress=True)
+        if args.shard is not None:
+            run_suite(ds, args.profile, out, progress=True, shard=args.shard)
+            print(f"shard {args.shard[0]}/{args.shard[1]} done; results in {out}/shards/")
+            return EXIT_OK
+        if args.merge_only:
+            run_suite(ds, args.profile, out, train_missing=False)
+        elif args.workers > 1:
+            run_suite_parallel(ds, args.profile, out, workers=args.workers, progress=True)
+        else:
+            run_suite(ds, args.profile, out, progress=True)
         print(Path(out, "table.md").read_text())
         print(f"results in {out}/ (results.json, table.md, plots)")
         return EXIT_OK
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` to ``(I, N)`` for ``--shard``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/4; got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"need 0 <= I < N; got {text!r}")
+    return index, count
 
 
 COMMANDS: tuple[type[Command], ...] = (

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ferclean.bench import PROFILES, VARIATIONS, Cell, prepare
+from ferclean.bench import PROFILES, VARIATIONS, Cell, deleaked, prepare
 from ferclean.demo import make_demo
 from ferclean.resample import check_leakage
 
@@ -36,6 +36,9 @@ def test_honest_protocol_never_lets_training_into_evaluation(demo, variation, sa
         assert not evaluation.synthetic.any() and not evaluation.resampled
     # the de-leaked test set has no exact copy of any training image (resampled ones too)
     assert check_leakage(train, prepared.tests["PrivateTest_deleaked"]).empty
+    if sampling == "none":  # ... nor a near or mirrored copy
+        assert check_leakage(train, prepared.tests["PrivateTest_deleaked"], near=True,
+                             mirror=True).empty
     # ... while FER-style pre-existing copies remain in the plain PrivateTest (except
     # under strict, which removes them from Training)
     leaks = check_leakage(train, prepared.tests["PrivateTest"])
@@ -89,3 +92,89 @@ def test_smoke_run_writes_results_and_table(tmp_path, demo):
     again = run_suite(demo.dataset, "smoke", out)
     assert {k: v["wall_s"] for k, v in again["runs"].items()} == first
     assert results["profile"]["name"] == "smoke"
+
+
+def test_deleaked_drops_near_copies_too(demo):
+    train, test = demo.dataset.split("Training"), demo.dataset.split("PrivateTest")
+    exact_only, near_too = deleaked(train, test, near=False), deleaked(train, test)
+    assert len(near_too) < len(exact_only) < len(test)
+    assert check_leakage(train, near_too, near=True, mirror=True).empty
+    # every planted copy of a Training image in PrivateTest is gone, exact or near
+    split_of = dict(zip(demo.dataset.rows.tolist(), demo.dataset.split_names, strict=True))
+    planted = [g for g in demo.truth.leak_groups("all")
+               if any(split_of[r] == "Training" for r in g)]
+    private = {r for g in planted for r in g if split_of[r] == "PrivateTest"}
+    assert private and not private & set(near_too.rows.tolist())
+
+
+def test_prepare_cache_changes_nothing(demo):
+    cache: dict = {}
+    cells = [Cell("honest", "C+D", "none", "cnn_lstm"), Cell("honest", "C+D", "ros", "cnn_lstm"),
+             Cell("seed-replica", "A", "ros", "cnn_lstm")]
+    for cell in cells:
+        for seed in (0, 1):
+            cached = prepare(demo.dataset, cell, PROFILES["quick"], seed, cache)
+            fresh = prepare(demo.dataset, cell, PROFILES["quick"], seed)
+            assert list(cached.train.ids) == list(fresh.train.ids)
+            assert cached.tests.keys() == fresh.tests.keys()
+            for name in fresh.tests:
+                assert list(cached.tests[name].ids) == list(fresh.tests[name].ids)
+    assert cache  # and it was used
+
+
+def _need_jax():
+    for module in ("jax", "flax", "optax"):
+        pytest.importorskip(module)
+
+
+def test_shards_split_the_runs_and_merge_without_recomputing(tmp_path, demo):
+    _need_jax()
+    from ferclean.bench import run_suite
+
+    out = tmp_path / "smoke"
+    first = run_suite(demo.dataset, "smoke", out, shard=(0, 2))
+    second = run_suite(demo.dataset, "smoke", out, shard=(1, 2))
+    assert len(first["runs"]) == len(second["runs"]) == 1
+    assert first["runs"].keys() != second["runs"].keys()
+    assert not (out / "results.json").exists()  # shards write only their own files
+    assert len(list((out / "shards").glob("shard-*-of-2.json"))) == 2
+    # a shard that is already done runs nothing again
+    again = run_suite(demo.dataset, "smoke", out, shard=(0, 2))
+    assert again["runs"] == first["runs"]
+    merged = run_suite(demo.dataset, "smoke", out, train_missing=False)
+    assert merged["complete"] and merged["runs"] == {**first["runs"], **second["runs"]}
+    assert not (out / "shards").exists()
+    assert (out / "table.md").exists() and (out / "accuracy_by_variation.png").exists()
+
+
+def test_merge_only_reports_missing_runs(tmp_path, demo):
+    _need_jax()
+    from ferclean.bench import run_suite
+
+    out = tmp_path / "smoke"
+    run_suite(demo.dataset, "smoke", out, shard=(0, 2))
+    merged = run_suite(demo.dataset, "smoke", out, train_missing=False)
+    assert not merged["complete"] and len(merged["runs"]) == 1
+    assert "INCOMPLETE: 1 of 2 runs" in (out / "table.md").read_text()
+
+
+def test_parallel_workers_finish_the_profile(tmp_path, demo):
+    _need_jax()
+    from ferclean.bench import run_suite_parallel
+
+    out = tmp_path / "smoke"
+    results = run_suite_parallel(demo.dataset, "smoke", out, workers=2)
+    assert results["complete"] and len(results["runs"]) == 2
+    assert results["source"] == demo.dataset.source
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["runs"].keys() == results["runs"].keys()
+    assert not (out / "shards").exists()
+    with pytest.raises(ValueError, match="workers"):
+        run_suite_parallel(demo.dataset, "smoke", out, workers=0)
+
+
+def test_shard_must_be_in_range(tmp_path, demo):
+    from ferclean.bench import run_suite
+
+    with pytest.raises(ValueError, match="shard"):
+        run_suite(demo.dataset, "smoke", tmp_path, shard=(2, 2))

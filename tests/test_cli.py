@@ -166,3 +166,21 @@ def test_audit_mirror_and_with_near(tmp_path, capsys):
     conflicts = summary["issues"]["label_conflict"]
     assert conflicts["groups"] == len(truth.conflict_groups("exact"))
     assert conflicts.get("near_groups", 0) > 0
+
+
+@pytest.mark.parametrize("shard", ["2/2", "x/3", "1"])
+def test_bench_shard_must_read_i_of_n(shard, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--demo", "--profile", "smoke", "--shard", shard])
+    assert exit_info.value.code == 2
+    assert "--shard" in capsys.readouterr().err
+
+
+def test_bench_workers_and_shard_exclude_each_other(tmp_path):
+    pytest.importorskip("jax")
+    with pytest.raises(SystemExit, match="not both"):
+        main(["bench", "--demo", "--profile", "smoke", "--out", str(tmp_path),
+              "--workers", "2", "--shard", "0/2"])
+    with pytest.raises(SystemExit, match="--workers must be >= 1"):
+        main(["bench", "--demo", "--profile", "smoke", "--out", str(tmp_path),
+              "--workers", "0"])
