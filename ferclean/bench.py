@@ -635,23 +635,26 @@ def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
     written = []
     if summary.empty:
         return written
-    sel = summary[(summary.sampling == "none") & (summary.model == "cnn_lstm")]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    evals = [("honest", "PrivateTest"), ("honest", "PrivateTest_deleaked"),
-             ("seed-replica", "replica_test")]
+    sel = summary[summary.model == "cnn_lstm"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.3))
+    series = [("honest", "PrivateTest", "none", "honest: PrivateTest"),
+              ("honest", "PrivateTest_deleaked", "none", "honest: PrivateTest de-leaked"),
+              ("seed-replica", "replica_test", "none", "seed-replica (flawed), no resampling"),
+              ("seed-replica", "replica_test", "ros",
+               "seed-replica (flawed), oversampled before the split: the study's procedure")]
+    series = [s for s in series if ((sel.protocol == s[0]) & (sel.sampling == s[2])).any()]
     variations = list(VARIATIONS)
-    width = 0.27
-    for k, (protocol, eval_name) in enumerate(evals):
-        part = sel[(sel.protocol == protocol) & (sel["eval"] == eval_name)].set_index(
-            "variation").reindex(variations)
-        x = np.arange(len(variations)) + (k - 1) * width
-        label = eval_name if protocol == "honest" else "seed-replica (flawed)"
+    width = 0.8 / max(len(series), 1)
+    for k, (protocol, eval_name, sampling, label) in enumerate(series):
+        part = sel[(sel.protocol == protocol) & (sel["eval"] == eval_name)
+                   & (sel.sampling == sampling)].set_index("variation").reindex(variations)
+        x = np.arange(len(variations)) + (k - (len(series) - 1) / 2) * width
         ax.bar(x, 100 * part.accuracy_mean, width, yerr=100 * part.accuracy_std,
                label=label, capsize=2)
     ax.set_xticks(np.arange(len(variations)), variations)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"cnn_lstm, no resampling — profile {results['profile']['name']}")
-    ax.legend(fontsize=7)
+    ax.set_title(f"cnn_lstm, mean ± sd over seeds — profile {results['profile']['name']}")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     fig.tight_layout()
     fig.savefig(out / "accuracy_by_variation.png", dpi=100, metadata={"Software": None})
     plt.close(fig)
