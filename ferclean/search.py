@@ -529,6 +529,8 @@ class HammingIndex:
                 key_pos = np.repeat(table.starts(probe[nz])
                                     - (np.cumsum(c, dtype=table.pos_dtype) - c), c)
                 key_pos += np.arange(len(key_pos), dtype=table.pos_dtype)
+                # the candidates' codes, gathered once per key rather than once per query
+                key_codes = table.codes[key_pos]
                 key_start = (np.cumsum(per_key) - per_key).astype(table.pos_dtype)
                 q_lo, q_hi = run_start[k0], run_start[k1] if k1 < len(ukeys) else len(keys)
                 queries = order[q_lo:q_hi]  # block positions, grouped by key
@@ -548,17 +550,16 @@ class HammingIndex:
                                    - (np.cumsum(runs_nz) - runs_nz).astype(table.pos_dtype),
                                    runs_nz)
                     at += np.arange(total, dtype=table.pos_dtype)
-                    pos = key_pos[at]
                     x = np.repeat(q1[q_start + queries[a:b]], runs, axis=0)
-                    x ^= table.codes[pos]
+                    x ^= key_codes[at]
                     d = popcount(x) if one_word else popcount(x).sum(axis=1)
                     hit = np.flatnonzero(d <= r)
                     if not len(hit):
                         continue
-                    # only the few hits need their query recovered
+                    # only the few hits need their query and table position recovered
                     qpos = q_start + queries[a:b][np.searchsorted(np.cumsum(runs), hit,
                                                                   side="right")]
-                    cand = table.order[pos[hit]]
+                    cand = table.order[key_pos[at[hit]]]
                     if upper_only:
                         keep = cand > qpos
                         qpos, cand, hit = qpos[keep], cand[keep], hit[keep]

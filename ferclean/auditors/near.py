@@ -484,23 +484,9 @@ def _best_ncc(moved: np.ndarray, target: np.ndarray, step: int) -> np.ndarray:
     return best
 
 
-def _verify(pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray, tr: np.ndarray,
-            transforms: tuple[Transform, ...], n_jobs: int | None,
-            gate: float = -1.0) -> np.ndarray:
-    """Similarity of each (moving, fixed, transform) hit: the best normalised
-    cross-correlation over +-1 px around the transform, on the central 36x36 window
-    (every other pixel of the blurred images), in [-1, 1].
-
-    Hits whose coarse similarity (every fourth pixel) is below ``gate`` keep the coarse
-    value: they are far below any sensible threshold, and skipping them saves most of
-    the work (hash candidates between different people are the majority).
-    """
-    out = np.zeros(len(moving), np.float64)
-    if not len(moving):
-        return out
-    used, inverse = np.unique(np.concatenate([moving, fixed]), return_inverse=True)
-    inverse = inverse.reshape(-1)
-    mov, fix = inverse[:len(moving)], inverse[len(moving):]
+def _prepare_images(pixels: np.ndarray, used: np.ndarray,
+                    n_jobs: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_prepare` of ``pixels[used]`` (sorted positions), in threaded blocks."""
     images = np.empty((len(used), _S * _S), np.float32)
     fine = np.empty((len(used), ((_S - 2 * _MARGIN) // 2) ** 2), np.float32)
     coarse = np.empty((len(used), ((_S - 2 * _MARGIN) // 4) ** 2), np.float32)
@@ -511,6 +497,32 @@ def _verify(pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray, tr: np.nd
         images[start:stop], fine[start:stop], coarse[start:stop] = img, f, c
 
     map_blocks(prepare, len(used), _CHUNK, n_jobs)
+    return images, fine, coarse
+
+
+def _verify(pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray, tr: np.ndarray,
+            transforms: tuple[Transform, ...], n_jobs: int | None,
+            gate: float = -1.0, prepared: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """Similarity of each (moving, fixed, transform) hit: the best normalised
+    cross-correlation over +-1 px around the transform, on the central 36x36 window
+    (every other pixel of the blurred images), in [-1, 1].
+
+    Hits whose coarse similarity (every fourth pixel) is below ``gate`` keep the coarse
+    value: they are far below any sensible threshold, and skipping them saves most of
+    the work (hash candidates between different people are the majority).
+
+    ``prepared`` is ``(used, images, fine, coarse)`` from :func:`_prepare_images` for
+    sorted positions ``used`` that hold every moving and fixed image: callers that
+    verify several batches of hits prepare the images once.
+    """
+    out = np.zeros(len(moving), np.float64)
+    if not len(moving):
+        return out
+    if prepared is None:
+        used = np.unique(np.concatenate([moving, fixed]))
+        prepared = (used, *_prepare_images(pixels, used, n_jobs))
+    used, images, fine, coarse = prepared
+    mov, fix = np.searchsorted(used, moving), np.searchsorted(used, fixed)
     region = _S - 2 * _MARGIN + 2 * _REFINE  # 38
     order = np.argsort(tr, kind="stable")  # group hits by transform: one sampling each
     starts = np.flatnonzero(np.r_[True, tr[order][1:] != tr[order][:-1]])
@@ -662,11 +674,13 @@ class NearDuplicateIndex:
             raise RuntimeError("this NearDuplicateIndex is not fitted yet; call fit first")
 
     def _verify_hits(self, pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray,
-                     tr: np.ndarray, gate: float, threshold: float) -> np.ndarray:
+                     tr: np.ndarray, gate: float, threshold: float,
+                     prepared: tuple[np.ndarray, ...]) -> np.ndarray:
         """Similarity of each hit: its transform's, or where that falls short of
         ``threshold`` but not far (a zoom or rotation half a step off), the best of its
         neighbours' (:func:`_neighbours`)."""
-        best = _verify(pixels, moving, fixed, tr, self.transforms_, self.n_jobs, gate)
+        best = _verify(pixels, moving, fixed, tr, self.transforms_, self.n_jobs, gate,
+                       prepared)
         tried = [_neighbours(t)[1:] for t in self.transforms_]
         count = np.array([len(g) for g in tried])[tr]
         retry = np.flatnonzero((count > 0) & (best < threshold) & (best >= gate - _QUICK_SLACK))
@@ -678,7 +692,7 @@ class NearDuplicateIndex:
         which = np.repeat(retry, c)
         offset = np.arange(len(which)) - np.repeat(np.cumsum(c) - c, c)
         sims = _verify(pixels, moving[which], fixed[which], first[tr[which]] + offset, flat,
-                       self.n_jobs, gate)
+                       self.n_jobs, gate, prepared)
         np.maximum.at(best, which, sims)
         return best
 
@@ -707,13 +721,16 @@ class NearDuplicateIndex:
         sim = np.full(len(key), -1.0)
         primary = np.flatnonzero(rank == 0)
         gate = min(_GATE, threshold)
+        # every image in a kept hit, blurred and sampled once for all the batches below
+        used = np.unique(np.concatenate([moving, fixed]))
+        prepared = (used, *_prepare_images(pixels, used, self.n_jobs))
         sim[primary] = self._verify_hits(pixels, moving[primary], fixed[primary],
-                                         tr[primary], gate, threshold)
+                                         tr[primary], gate, threshold, prepared)
         failed = np.zeros(len(key), bool)
         failed[primary] = sim[primary] < threshold
         retry = np.flatnonzero((rank == 1) & np.r_[False, failed[:-1]])
         sim[retry] = self._verify_hits(pixels, moving[retry], fixed[retry], tr[retry], gate,
-                                       threshold)
+                                       threshold, prepared)
         identical = np.zeros(len(key), bool)
         zero = np.flatnonzero(hamming == 0)
         if len(zero):
