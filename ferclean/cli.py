@@ -148,6 +148,12 @@ class AuditCommand(Command):
                             help="print the summary as JSON instead of a table")
         parser.add_argument("--mirror", action="store_true",
                             help="near duplicates: also find horizontally flipped copies")
+        parser.add_argument("--near-radius", type=int, metavar="BITS",
+                            help="near duplicates: Hamming radius of the hash search, of 64 "
+                            "bits (default 8; larger finds more candidates, slower)")
+        parser.add_argument("--near-similarity", type=float, metavar="S",
+                            help="near duplicates: least verified similarity (normalised "
+                            "cross-correlation, default 0.97)")
         parser.add_argument("--with-near", action="store_true",
                             help="label conflicts and cross-split leaks over near-duplicate "
                             "groups too, not only exact ones (counted separately)")
@@ -160,9 +166,12 @@ class AuditCommand(Command):
         ds = _load_input(args)
         only = args.only.split(",") if args.only else None
         skip = args.skip.split(",") if args.skip else None
-        params: dict[str, dict] = {}
-        if args.mirror:
-            params["near_duplicate"] = {"mirror": True}
+        near = {"mirror": True} if args.mirror else {}
+        if args.near_radius is not None:
+            near["radius"] = args.near_radius
+        if args.near_similarity is not None:
+            near["similarity"] = args.near_similarity
+        params: dict[str, dict] = {"near_duplicate": near} if near else {}
         if args.with_near:
             params["label_conflict"] = params["cross_split_leak"] = {"duplicates": "all"}
         summary, table, result = audit_and_write(ds, args.out, only=only, skip=skip,

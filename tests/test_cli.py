@@ -184,3 +184,16 @@ def test_bench_workers_and_shard_exclude_each_other(tmp_path):
     with pytest.raises(SystemExit, match="--workers must be >= 1"):
         main(["bench", "--demo", "--profile", "smoke", "--out", str(tmp_path),
               "--workers", "0"])
+
+
+def test_audit_near_radius_and_similarity_reach_the_auditor(tmp_path, capsys):
+    def near_groups(*extra):
+        assert main(["audit", "--demo", "--out", str(tmp_path / "a"), "--json", "--only",
+                     "near_duplicate", *extra]) == 0
+        return json.loads(capsys.readouterr().out)["issues"]["near_duplicate"]["groups"]
+
+    default = near_groups()
+    assert near_groups("--near-radius", "2") < default
+    assert near_groups("--near-similarity", "0.999") < default
+    assert main(["audit", "--demo", "--out", str(tmp_path / "b"), "--near-radius", "99"]) == 1
+    assert "radius must be in [0, 64]" in capsys.readouterr().err
