@@ -38,8 +38,24 @@ BENCHMARKS = [
         ("np.unique(axis=0) / ferclean", ("ratios", "np_unique_over_ferclean_grouping"), "x"),
         ("md5 loop / ferclean", ("ratios", "md5_loop_over_ferclean_grouping"), "x"),
     ]),
-    ("bench_near.py", "near.json", []),
-    ("bench_search_scaling.py", "search_scaling.json", []),
+    ("bench_near.py", "near.json", [
+        ("pHash of every image (s)", ("speed", "hash_images_phash", "wall_s"), "s"),
+        ("imagehash loop / ferclean pHash", ("speed", "ratios",
+                                              "imagehash_loop_over_hash_images_phash"), "x"),
+        ("17 search hashes (s)", ("speed", "near_hashes_17_transforms", "wall_s"), "s"),
+        ("search + verification (s)", ("speed", "search_and_verification", "wall_s"), "s"),
+        ("brute force, plain pHash r8 (s)", ("speed", "reference_brute_force_plain_phash_r8",
+                                             "wall_s"), "s"),
+        ("brute / multi-index, plain pHash", ("speed", "ratios", "brute_over_mih_plain_phash"),
+         "x"),
+        ("brute plain / near search+verify", ("speed", "ratios",
+                                               "brute_plain_over_near_search_and_verification"),
+         "x"),
+    ]),
+    ("bench_search_scaling.py", "search_scaling.json", [
+        (f"{n:>9,} hashes: search (s)", ("sizes", i, "total_wall_s"), "s")
+        for i, n in enumerate([10_000, 30_000, 100_000, 300_000, 1_000_000])
+    ]),
 ]
 
 
@@ -69,7 +85,7 @@ def main() -> int:
         for label, path, unit in figures:
             try:
                 print(f"   {label:40s} {_get(data, path)} {unit}")
-            except KeyError:
+            except (KeyError, IndexError):
                 print(f"   {label:40s} (missing)")
     if failed:
         print("failed:", ", ".join(failed))
