@@ -678,12 +678,17 @@ class NearDuplicateIndex:
                      prepared: tuple[np.ndarray, ...]) -> np.ndarray:
         """Similarity of each hit: its transform's, or where that falls short of
         ``threshold`` but not far (a zoom or rotation half a step off), the best of its
-        neighbours' (:func:`_neighbours`)."""
+        neighbours' (:func:`_neighbours`).
+
+        "Not far" is at least ``gate``: on FER-2013 every pair the neighbours lifted over
+        0.97 had scored 0.92 or more with its own variant, and retrying only those above
+        0.85 (not 0.65) skips two thirds of the retries, the costliest (interpolated)
+        verifications."""
         best = _verify(pixels, moving, fixed, tr, self.transforms_, self.n_jobs, gate,
                        prepared)
         tried = [_neighbours(t)[1:] for t in self.transforms_]
         count = np.array([len(g) for g in tried])[tr]
-        retry = np.flatnonzero((count > 0) & (best < threshold) & (best >= gate - _QUICK_SLACK))
+        retry = np.flatnonzero((count > 0) & (best < threshold) & (best >= gate))
         if not len(retry):
             return best
         flat = tuple(t for group in tried for t in group)
