@@ -178,3 +178,18 @@ def test_shard_must_be_in_range(tmp_path, demo):
 
     with pytest.raises(ValueError, match="shard"):
         run_suite(demo.dataset, "smoke", tmp_path, shard=(2, 2))
+
+
+def test_subsets_keep_class_shares_so_oversampling_still_copies(demo):
+    from ferclean.bench import _stratified_subset
+
+    ds = demo.dataset
+    sub = _stratified_subset(ds, 200, seed=0)
+    assert abs(len(sub) - 200) <= 7 and set(np.unique(sub.labels)) == set(np.unique(ds.labels))
+    full = np.bincount(ds.labels, minlength=7) / len(ds)
+    part = np.bincount(sub.labels, minlength=7) / len(sub)
+    assert np.abs(full - part).max() < 0.02
+    # the quick profile's replica: its subset is imbalanced, so oversampling makes copies
+    prepared = prepare(ds, Cell("seed-replica", "A", "ros", "cnn_lstm"),
+                       PROFILES["quick"], seed=0)
+    assert prepared.train.resampled and any("#copy" in i for i in prepared.train.ids)
