@@ -660,7 +660,9 @@ def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
                label=label, capsize=2)
     ax.set_xticks(np.arange(len(variations)), variations)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"cnn_lstm, mean ± sd over seeds — profile {results['profile']['name']}")
+    subset = " (SUBSET PROFILE: see table.md)" if results["profile"].get("is_subset") else ""
+    ax.set_title(f"cnn_lstm, mean ± sd over seeds — profile {results['profile']['name']}"
+                 f"{subset}", fontsize=9 if subset else None)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     fig.tight_layout()
     fig.savefig(out / "accuracy_by_variation.png", dpi=100, metadata={"Software": None})
@@ -683,8 +685,8 @@ def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
         for i in range(7):
             for j in range(7):
                 ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6)
-        ax.set_title(f"best honest cell: {best.variation}/{best.sampling}/{best.model}",
-                     fontsize=8)
+        ax.set_title(f"best honest cell: {best.variation}/{best.sampling}/{best.model}"
+                     f"{subset}", fontsize=8 if not subset else 6)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         fig.tight_layout()
