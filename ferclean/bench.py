@@ -354,6 +354,15 @@ def run_suite(
         False only merges shard files and rewrites the table and plots, training nothing
         (e.g. on a laptop, after shards ran on a GPU machine); the results then say which
         runs are missing.
+
+    Examples
+    --------
+    Trains models (seconds for ``"smoke"``, hours for ``"full"``), so not run here:
+
+    >>> from ferclean.demo import demo_dataset
+    >>> results = run_suite(demo_dataset(), "smoke", "/tmp/bench")  # doctest: +SKIP
+    >>> results["complete"], len(results["runs"])  # doctest: +SKIP
+    (True, 2)
     """
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     out = Path(out)
@@ -455,6 +464,14 @@ def run_suite_parallel(
     workers : int, default=2
     progress : bool, default=False
         Let the workers print their per-run lines.
+
+    Examples
+    --------
+    Starts training processes, so not run here:
+
+    >>> from ferclean.io import load
+    >>> ds = load("fer2013.zip")  # doctest: +SKIP
+    >>> run_suite_parallel(ds, "full", "benchmarks/results/full", workers=6)  # doctest: +SKIP
     """
     import subprocess
     import sys
