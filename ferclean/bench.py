@@ -365,46 +365,29 @@ def run_suite(
     (True, 2)
     """
     profile = PROFILES[profile] if isinstance(profile, str) else profile
+    if shard is not None and not (isinstance(shard[1], int) and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n; got {shard!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    if results.get("profile", {}).get("name") not in (None, profile.name):
-        raise ValueError(f"{path} holds results of profile {results['profile']['name']!r}")
-    shard_files = sorted((out / SHARD_DIR).glob("shard-*.json"))
-    runs = results.setdefault("runs", {})
-    for shard_file in shard_files:
-        part = json.loads(shard_file.read_text())
-        if part.get("profile", {}).get("name") != profile.name:
-            raise ValueError(f"{shard_file} holds results of profile "
-                             f"{part.get('profile', {}).get('name')!r}")
-        runs.update(part["runs"])
-        results.setdefault("environment", part.get("environment"))
-    if shard is not None:
-        index, count = shard
-        if not (isinstance(count, int) and count >= 1 and 0 <= index < count):
-            raise ValueError(f"shard must be (i, n) with 0 <= i < n; got {shard!r}")
-        path = out / SHARD_DIR / f"shard-{index}-of-{count}.json"
+    results, shard_files = _load_results(out, profile)
+    done = set(results["runs"])  # finished anywhere: results.json or any shard file
+    if shard is None:
+        path, runs = out / "results.json", results["runs"]
+    else:  # this shard's file holds only its own runs; the merge summarises
+        path = out / SHARD_DIR / f"shard-{shard[0]}-of-{shard[1]}.json"
         path.parent.mkdir(exist_ok=True)
-        mine = json.loads(path.read_text())["runs"] if path.exists() else {}
-        known, runs = runs, mine
-    else:
-        known = runs
+        runs = json.loads(path.read_text())["runs"] if path.exists() else {}
     # The environment is the one that trained: a merge that trains nothing keeps theirs.
     environment = results.get("environment") if not train_missing else None
-    results = {**results, "profile": _profile_dict(profile),
-               "environment": environment or _environment(), "source": ds.source,
-               "runs": runs}
-    if shard is not None:
-        results.pop("summary", None)  # shard files hold runs; the merge summarises
+    results.update(profile=_profile_dict(profile), environment=environment or _environment(),
+                   source=ds.source, runs=runs)
     order = [(cell, seed) for cell in profile.cells for seed in profile.seeds]
-    total = len(order)
+    todo = [(position, cell, seed) for position, (cell, seed) in enumerate(order, start=1)
+            if train_missing and f"{cell.key}|{seed}" not in done
+            and (shard is None or (position - 1) % shard[1] == shard[0])]
     cache: dict[Any, Any] = {}
-    for position, (cell, seed) in enumerate(order, start=1):
+    for position, cell, seed in todo:
         key = f"{cell.key}|{seed}"
-        if not train_missing or key in known or key in runs or (
-                shard is not None and (position - 1) % shard[1] != shard[0]):
-            continue
         start = time.perf_counter()
         prepared = prepare(ds, cell, profile, seed, cache)
         outcome = _run_one(prepared, cell, profile, seed)
@@ -413,26 +396,49 @@ def run_suite(
         if progress:
             acc = {k: round(v["accuracy"], 4) for k, v in outcome["metrics"].items()}
             worker = f"shard {shard[0]}/{shard[1]} " if shard else ""
-            print(f"{worker}[{position}/{total}] {key}: {acc} ({runs[key]['wall_s']} s)",
+            print(f"{worker}[{position}/{len(order)}] {key}: {acc} ({runs[key]['wall_s']} s)",
                   flush=True)
         # after every run: resumable, and a cut-short run still leaves its results
-        results["complete"] = False
         if shard is None:
-            results["summary"] = summarize_runs(runs).to_dict(orient="records")
-            write_table(results, out / "table.md")
-        _write_json(path, results)
+            _save_results(results, out, order)
+        else:
+            _write_json(path, results)
     if shard is not None:
         return results
-    results["summary"] = summarize_runs(runs).to_dict(orient="records")
-    results["complete"] = all(f"{c.key}|{s}" in runs for c, s in order)
-    _write_json(path, results)
-    for shard_file in shard_files:  # merged into results.json, which was written first
+    _save_results(results, out, order)  # written before the shard files go
+    for shard_file in shard_files:
         shard_file.unlink()
     if (out / SHARD_DIR).is_dir() and not any((out / SHARD_DIR).iterdir()):
         (out / SHARD_DIR).rmdir()
-    write_table(results, out / "table.md")
     plot_results(results, out)
     return results
+
+
+def _load_results(out: Path, profile: Profile) -> tuple[dict[str, Any], list[Path]]:
+    """``out/results.json`` with the runs of every shard file merged in, and those files."""
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.setdefault("runs", {})
+    shard_files = sorted((out / SHARD_DIR).glob("shard-*.json"))
+    for source, data in [(path, results)] + [(f, json.loads(f.read_text()))
+                                             for f in shard_files]:
+        name = data.get("profile", {}).get("name")
+        if name not in (None, profile.name):
+            raise ValueError(f"{source} holds results of profile {name!r}")
+        if data is not results:
+            results["runs"].update(data["runs"])
+            results.setdefault("environment", data.get("environment"))
+    results.pop("summary", None)  # recomputed from the runs
+    return results, shard_files
+
+
+def _save_results(results: dict[str, Any], out: Path, order: list[tuple[Cell, int]]) -> None:
+    """Summary, completeness, ``results.json`` and ``table.md`` from ``results["runs"]``."""
+    runs = results["runs"]
+    results["summary"] = summarize_runs(runs).to_dict(orient="records")
+    results["complete"] = all(f"{cell.key}|{seed}" in runs for cell, seed in order)
+    _write_json(out / "results.json", results)
+    write_table(results, out / "table.md")
 
 
 SHARD_DIR = "shards"
