@@ -7,22 +7,19 @@ from ferclean.io import convert, load, save
 __version__ = "0.1.0"
 
 
-def audit(*args, **kwargs):  # noqa: D103 - documented in ferclean.auditors.runner.audit
-    from ferclean.auditors.runner import audit as _audit
-
-    return _audit(*args, **kwargs)
-
-
-audit.__doc__ = "Run auditors over a dataset; see :func:`ferclean.auditors.runner.audit`."
+# The auditors and the report pull in scipy, scikit-learn and matplotlib: import them
+# when first used (PEP 562), so ``import ferclean`` stays fast, and hand out the real
+# functions, with their own signatures and docstrings.
+_LAZY = {"audit": "ferclean.auditors.runner", "report": "ferclean.reporting"}
 
 
-def report(*args, **kwargs):  # noqa: D103 - documented in ferclean.reporting.report
-    from ferclean.reporting import report as _report
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-    return _report(*args, **kwargs)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ferclean' has no attribute {name!r}")
 
-
-report.__doc__ = "Write the self-contained HTML audit report; see ferclean.reporting.report."
 
 __all__ = [
     "EMOTIONS",
