@@ -53,7 +53,13 @@ REPLICA_LABEL = "seed-replica (REPLICA OF A FLAWED PROTOCOL: resample, then spli
 
 @dataclass(frozen=True)
 class Cell:
-    """One configuration of the suite (run once per seed)."""
+    """One configuration of the suite (run once per seed).
+
+    Examples
+    --------
+    >>> Cell("honest", "C+D", "ros", "cnn_lstm").key
+    'honest|C+D|ros|cnn_lstm'
+    """
 
     protocol: str
     variation: str
@@ -72,6 +78,12 @@ class Profile:
     ``train_subset`` (training images drawn, class shares kept; ``None`` = all) and
     ``epochs`` make the quick profile fit a 2-core CPU; every output of a subset profile
     says so.
+
+    Examples
+    --------
+    >>> quick = PROFILES["quick"]
+    >>> quick.is_subset, len(quick.seeds), PROFILES["full"].is_subset
+    (True, 3, False)
     """
 
     name: str
@@ -190,7 +202,16 @@ def deleaked(train: FaceDataset, test: FaceDataset, *, near: bool = True) -> Fac
 
 @dataclass
 class Prepared:
-    """The data one run trains and is evaluated on."""
+    """The data one run trains and is evaluated on (what :func:`prepare` returns).
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> p = prepare(demo_dataset(n_faces=300), Cell("seed-replica", "A", "ros", "cnn_lstm"),
+    ...             PROFILES["smoke"], seed=0)
+    >>> list(p.tests), "FLAWED" in p.info["label"]
+    (['replica_test'], True)
+    """
 
     train: FaceDataset
     val: FaceDataset
@@ -654,7 +675,22 @@ def write_table(results: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
-    """Accuracy per variation with error bars, and the best honest cell's confusion matrix."""
+    """Accuracy per variation with error bars, and the best honest cell's confusion matrix.
+
+    Writes ``accuracy_by_variation.png`` and ``confusion_best.png`` into ``out``; returns
+    their paths (none when ``results`` holds no runs).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> run = {"protocol": "honest", "variation": "A", "sampling": "none",
+    ...        "model": "cnn_lstm", "seed": 0, "metrics": {"PrivateTest": {
+    ...            "accuracy": 0.6, "macro_f1": 0.5, "loss": 1.1, "confusion": np.eye(7)}}}
+    >>> results = {"profile": {"name": "demo"}, "runs": {"r": run},
+    ...            "summary": summarize_runs({"r": run}).to_dict(orient="records")}
+    >>> [p.name for p in plot_results(results, tempfile.mkdtemp())]
+    ['accuracy_by_variation.png', 'confusion_best.png']
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -38,6 +38,13 @@ def groups_for(context: AuditContext, kind: str) -> list[DuplicateGroups]:
     Near groups come from ``context.extra["near_groups"]`` (stored by the audit's
     :class:`~ferclean.auditors.near.NearDuplicateAuditor`), or are computed with its
     defaults on first use.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> context = AuditContext(demo_dataset(n_faces=300))
+    >>> [groups.kind for groups in groups_for(context, "all")]
+    ['exact', 'near']
     """
     out = []
     if kind in ("exact", "all"):

@@ -30,7 +30,17 @@ AuditorSpec = Auditor | str | Mapping[str, Mapping[str, Any]]
 
 @dataclass
 class AuditResult:
-    """What an audit returns: the findings table, the summary, the fitted auditors."""
+    """What an audit returns: the findings table, the summary, the fitted auditors.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> result = audit(demo_dataset(n_faces=300), only=["exact_duplicate"])
+    >>> list(result.table().columns)
+    ['issue', 'groups', 'images', 'removable']
+    >>> set(result.of("exact_duplicate")["issue"])
+    {'exact_duplicate'}
+    """
 
     findings: pd.DataFrame
     summary: dict[str, Any]
