@@ -134,15 +134,9 @@ class FaceDataset:
         synthetic: Any = None,
         resampled: bool = False,
     ) -> None:
-        pixels = np.asarray(pixels)
-        if pixels.ndim != 3 or pixels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(
-                f"pixels must have shape (n_images, 48, 48); got {pixels.shape}"
-            )
-        if pixels.dtype != np.uint8:
-            if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
-                raise ValueError("pixels must lie in 0..255")
-            pixels = pixels.astype(np.uint8)
+        if np.ndim(pixels) != 3:  # a dataset is a batch: no single image, no channel axis
+            raise ValueError(f"pixels must have shape (n, 48, 48); got {np.shape(pixels)}")
+        pixels = as_pixels(pixels)
         n = pixels.shape[0]
         self.pixels = pixels
         self.labels = _as_labels(labels, n)
@@ -357,6 +351,43 @@ class FaceDataset:
 
 
 # ---------------------------------------------------------------------- helpers
+def as_pixels(data: Any, *, size: int | None = IMAGE_SIZE) -> np.ndarray:
+    """uint8 images ``(n, h, w)`` from a FaceDataset or an array of 0..255 values.
+
+    The one place where pixels are checked and converted: a trailing channel axis of 1
+    is dropped, a single 2-D image becomes a batch of one, non-integer values are rounded,
+    and values outside 0..255 are an error (never clipped). ``size`` requires square
+    ``size`` x ``size`` images; ``None`` accepts any size.
+
+    Examples
+    --------
+    >>> as_pixels(np.full((2, 48, 48, 1), 7.6)).dtype, as_pixels(np.zeros((4, 5)), size=None).shape
+    (dtype('uint8'), (1, 4, 5))
+    >>> as_pixels(np.full((1, 48, 48), 300))
+    Traceback (most recent call last):
+    ...
+    ValueError: pixels must lie in 0..255; got values from 300 to 300
+    """
+    if isinstance(data, FaceDataset):
+        return data.pixels
+    pixels = np.asarray(data)
+    if pixels.ndim == 4 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 2:
+        pixels = pixels[None]
+    if pixels.ndim != 3 or (size is not None and pixels.shape[1:] != (size, size)):
+        want = f"(n, {size}, {size})" if size is not None else "(n, height, width)"
+        raise ValueError(f"pixels must have shape {want}; got {pixels.shape}")
+    if pixels.dtype != np.uint8:
+        if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
+            raise ValueError(f"pixels must lie in 0..255; got values from {pixels.min()} "
+                             f"to {pixels.max()}")
+        if not np.issubdtype(pixels.dtype, np.integer):
+            pixels = np.rint(pixels)
+        pixels = pixels.astype(np.uint8)
+    return pixels
+
+
 def _as_vector(values: Any, n: int, name: str, dtype: Any) -> np.ndarray:
     arr = np.asarray(values)
     if arr.shape != (n,):

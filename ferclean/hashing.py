@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ferclean.dataset import as_pixels
+
 __all__ = [
     "METHODS",
     "as_code_matrix",
@@ -343,16 +345,7 @@ def _whash_bits(block: np.ndarray, hash_size: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------- public API
 def _as_images(pixels: Any) -> np.ndarray:
-    pixels = np.asarray(pixels)
-    if pixels.ndim == 2:
-        pixels = pixels[None]
-    if pixels.ndim != 3:
-        raise ValueError(f"pixels must have shape (n, height, width); got {pixels.shape}")
-    if pixels.dtype != np.uint8:
-        if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
-            raise ValueError("pixels must lie in 0..255")
-        pixels = pixels.astype(np.uint8)
-    return pixels
+    return as_pixels(pixels, size=None)  # hashes take any image size
 
 
 def _check_method(method: str, hash_size: Any) -> int:

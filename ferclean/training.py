@@ -45,7 +45,7 @@ import pandas as pd
 from ferclean._atomic import atomic_file
 from ferclean._progress import Progress
 from ferclean._validation import check_dataset
-from ferclean.dataset import EMOTIONS, IMAGE_SIZE, FaceDataset
+from ferclean.dataset import EMOTIONS, IMAGE_SIZE, FaceDataset, as_pixels
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -404,20 +404,6 @@ def _class_weight_vector(spec: Any, train_ds: FaceDataset) -> np.ndarray:
     for label, weight in spec.items():
         weights[int(label)] = float(weight)
     return weights
-
-
-def _pixels(images: Any) -> np.ndarray:
-    """uint8 ``(N, 48, 48)`` pixels from a FaceDataset or an array of 0..255 values."""
-    if isinstance(images, FaceDataset):
-        return images.pixels
-    arr = np.asarray(images)
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"images must have shape (N, 48, 48); got {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    return arr
 
 
 # ---------------------------------------------------------------------- pure JAX steps
@@ -1248,7 +1234,7 @@ def _as_trained(trained: Any) -> TrainedModel:
 
 def _apply(trained: TrainedModel, images: Any, batch_size: int, *, embedding: bool) -> np.ndarray:
     trained = _as_trained(trained)
-    pixels = _pixels(images)
+    pixels = as_pixels(images)
     forward = _jax().forward
     variables = trained.variables
     module = trained.module
@@ -1300,7 +1286,7 @@ def saliency(
     ((2, 48, 48), True)
     """
     trained = _as_trained(trained)
-    pixels = _pixels(images)
+    pixels = as_pixels(images)
     n = len(pixels)
     tgt = np.full(n, -1, np.int32) if targets is None else np.asarray(targets, np.int32)
     if tgt.shape != (n,):

@@ -42,7 +42,7 @@ import pandas as pd
 from ferclean._validation import check_fraction
 from ferclean.auditors.base import Auditor, register
 from ferclean.auditors.context import AuditContext, DuplicateGroups, group_ids_from_labels
-from ferclean.dataset import IMAGE_SIZE, FaceDataset
+from ferclean.dataset import IMAGE_SIZE, FaceDataset, as_pixels
 from ferclean.findings import empty_findings, make_findings
 from ferclean.hashing import map_blocks, pack_bits
 from ferclean.search import BACKENDS, HammingIndex, group_pairs
@@ -576,19 +576,6 @@ def _check_params(radius: Any, similarity: Any, method: str, backend: str) -> No
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
 
 
-def _as_pixels(data: Any) -> np.ndarray:
-    if isinstance(data, FaceDataset):
-        return data.pixels
-    pixels = np.asarray(data)
-    if pixels.ndim != 3 or pixels.shape[1:] != (_S, _S):
-        raise ValueError(f"pixels must have shape (n, 48, 48); got {pixels.shape}")
-    if pixels.dtype != np.uint8:
-        if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
-            raise ValueError("pixels must lie in 0..255")
-        pixels = pixels.astype(np.uint8)
-    return pixels
-
-
 class NearDuplicateIndex:
     """Near-duplicate search over a set of images: built once, queried with new ones.
 
@@ -660,7 +647,7 @@ class NearDuplicateIndex:
         True
         """
         _check_params(self.radius, self.similarity, self.method, self.backend)
-        self.pixels_ = _as_pixels(data)
+        self.pixels_ = as_pixels(data)
         self.transforms_ = _with_mirror(DEFAULT_TRANSFORMS) if self.mirror else (
             DEFAULT_TRANSFORMS)
         self.codes_ = near_hashes(self.pixels_, self.transforms_, method=self.method,
@@ -820,7 +807,7 @@ class NearDuplicateIndex:
         [[0, 4, 'near']]
         """
         self._check_fitted()
-        new = _as_pixels(data)
+        new = as_pixels(data)
         r = int(self.radius)
         codes = near_hashes(new, self.transforms_, method=self.method, n_jobs=self.n_jobs)
         n_fit = len(self.pixels_)
