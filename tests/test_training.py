@@ -308,3 +308,11 @@ def test_metrics_with_missing_classes_equal_sklearn_zero_division_0():
     np.testing.assert_allclose(
         confusion_matrix(y_true, y_pred, normalize="true"),
         skm.confusion_matrix(y_true, y_pred, labels=labels, normalize="true"))
+
+
+def test_prediction_rejects_pixels_outside_0_255(run):
+    result, _ = run
+    with pytest.raises(ValueError, match=r"0\.\.255"):
+        predict(result, np.full((2, 48, 48), 300.0))
+    with pytest.raises(ValueError, match="shape"):
+        predict(result, np.zeros((2, 32, 32), np.uint8))
