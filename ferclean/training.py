@@ -842,6 +842,11 @@ def train(
     steps_per_call = config.steps_per_call or (1 if jax.default_backend() == "cpu" else 50)
     device_data = (_device_training_data(pixels, labels, sample_weight)
                    if steps_per_call > 1 and n >= batch_size else None)
+    # Each epoch's calls, as (first step, number of steps): fused chunks over the full
+    # batches, then single steps (the last, partial batch; every batch when not fusing).
+    n_fused = (n // batch_size) if device_data is not None else 0
+    calls = [(s, min(steps_per_call, n_fused - s)) for s in range(0, n_fused, steps_per_call)]
+    calls += [(s, 1) for s in range(n_fused, n_steps)]
     out = Path(out_dir) if out_dir is not None else None
     monitor = "val_loss" if val_ds is not None else "loss"
     history: list[dict[str, float]] = []
@@ -854,12 +859,6 @@ def train(
         perm = order_rng.permutation(n)
         step_metrics = []
         with Progress(n_steps, f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
-            # Calls of (first step, number of steps): fused chunks over the full batches,
-            # then single steps (the last, partial batch; every batch when not fusing).
-            n_fused = (n // batch_size) if device_data is not None else 0
-            calls = [(s, min(steps_per_call, n_fused - s))
-                     for s in range(0, n_fused, steps_per_call)]
-            calls += [(s, 1) for s in range(n_fused, n_steps)]
             for i, (step, count) in enumerate(calls):
                 idx = perm[step * batch_size:(step + count) * batch_size]
                 if device_data is not None and count * batch_size == len(idx):
