@@ -343,7 +343,7 @@ def _environment() -> dict[str, Any]:
 
 
 def run_suite(
-    ds: FaceDataset,
+    ds: FaceDataset | None,
     profile: Profile | str = "quick",
     out: str | os.PathLike = "benchmarks/results/quick",
     *,
@@ -358,8 +358,9 @@ def run_suite(
 
     Parameters
     ----------
-    ds : FaceDataset
-        The whole dataset, all three splits.
+    ds : FaceDataset or None
+        The whole dataset, all three splits; ``None`` only with ``train_missing=False``
+        (a merge needs no images).
     profile : Profile or str, default="quick"
     out : path
     progress : bool, default=False
@@ -386,6 +387,8 @@ def run_suite(
     (True, 2)
     """
     profile = PROFILES[profile] if isinstance(profile, str) else profile
+    if ds is None and train_missing:
+        raise ValueError("run_suite needs the dataset unless train_missing=False")
     if shard is not None and not (isinstance(shard[1], int) and 0 <= shard[0] < shard[1]):
         raise ValueError(f"shard must be (i, n) with 0 <= i < n; got {shard!r}")
     out = Path(out)
@@ -401,7 +404,7 @@ def run_suite(
     # The environment is the one that trained: a merge that trains nothing keeps theirs.
     environment = results.get("environment") if not train_missing else None
     results.update(profile=_profile_dict(profile), environment=environment or _environment(),
-                   source=ds.source, runs=runs)
+                   source=ds.source if ds is not None else results.get("source"), runs=runs)
     order = [(cell, seed) for cell in profile.cells for seed in profile.seeds]
     todo = [(position, cell, seed) for position, (cell, seed) in enumerate(order, start=1)
             if train_missing and f"{cell.key}|{seed}" not in done
@@ -448,7 +451,8 @@ def _load_results(out: Path, profile: Profile) -> tuple[dict[str, Any], list[Pat
             raise ValueError(f"{source} holds results of profile {name!r}")
         if data is not results:
             results["runs"].update(data["runs"])
-            results.setdefault("environment", data.get("environment"))
+            for key in ("environment", "source"):  # a merge-only call keeps theirs
+                results.setdefault(key, data.get(key))
     results.pop("summary", None)  # recomputed from the runs
     return results, shard_files
 

@@ -386,18 +386,18 @@ class BenchCommand(Command):
             raise SystemExit(f"--workers must be >= 1; got {args.workers}")
         if args.workers > 1 and args.shard is not None:
             raise SystemExit("give either --workers or --shard, not both")
-        ds = _load_input(args)
         out = args.out or f"benchmarks/results/{args.profile}"
-        if args.shard is not None:
-            run_suite(ds, args.profile, out, progress=True, shard=args.shard)
+        if args.merge_only:  # results and shard files only: no images to load
+            run_suite(None, args.profile, out, train_missing=False)
+        elif args.shard is not None:
+            run_suite(_load_input(args), args.profile, out, progress=True, shard=args.shard)
             print(f"shard {args.shard[0]}/{args.shard[1]} done; results in {out}/shards/")
             return EXIT_OK
-        if args.merge_only:
-            run_suite(ds, args.profile, out, train_missing=False)
         elif args.workers > 1:
-            run_suite_parallel(ds, args.profile, out, workers=args.workers, progress=True)
+            run_suite_parallel(_load_input(args), args.profile, out, workers=args.workers,
+                               progress=True)
         else:
-            run_suite(ds, args.profile, out, progress=True)
+            run_suite(_load_input(args), args.profile, out, progress=True)
         print(Path(out, "table.md").read_text())
         print(f"results in {out}/ (results.json, table.md, plots)")
         return EXIT_OK

@@ -153,8 +153,9 @@ def test_merge_only_reports_missing_runs(tmp_path, demo):
 
     out = tmp_path / "smoke"
     run_suite(demo.dataset, "smoke", out, shard=(0, 2))
-    merged = run_suite(demo.dataset, "smoke", out, train_missing=False)
+    merged = run_suite(None, "smoke", out, train_missing=False)  # a merge loads no images
     assert not merged["complete"] and len(merged["runs"]) == 1
+    assert merged["source"] == demo.dataset.source  # kept from the shard
     assert "INCOMPLETE: 1 of 2 runs" in (out / "table.md").read_text()
 
 
@@ -178,6 +179,8 @@ def test_shard_must_be_in_range(tmp_path, demo):
 
     with pytest.raises(ValueError, match="shard"):
         run_suite(demo.dataset, "smoke", tmp_path, shard=(2, 2))
+    with pytest.raises(ValueError, match="needs the dataset"):
+        run_suite(None, "smoke", tmp_path)
 
 
 def test_subsets_keep_class_shares_so_oversampling_still_copies(demo):
