@@ -1,7 +1,7 @@
 """Repository-wide pytest settings.
 
-The reference models, the trainer and the evaluation (``ferclean.models``,
-``ferclean.training``, ``ferclean.evaluation``) need the ``bench`` extra (JAX, Flax,
+The reference models, the trainer and the evaluation (``ferclean.learning.models``,
+``ferclean.learning``, ``ferclean.learning``) need the ``bench`` extra (JAX, Flax,
 Optax). Without it their doctests are not collected, so ``pytest`` still passes on a
 plain install; their test files skip themselves with ``pytest.importorskip``.
 """

@@ -25,8 +25,8 @@ import numpy as np
 
 import ferclean
 from ferclean.auditors import REGISTRY, AuditContext, get_auditor
-from ferclean.auditors.context import exact_groups
 from ferclean.io import load
+from ferclean.similarity.exact import exact_groups
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_leakage.py [FER2013_ZIP] [--sheet FILE]
 
-For PublicTest and PrivateTest, :func:`ferclean.resample.check_leakage` lists the test
+For PublicTest and PrivateTest, :func:`ferclean.protocol.check_leakage` lists the test
 images with an exact, near or mirrored copy in Training (``near=True, mirror=True``, the
 defaults of the near-duplicate index); the counts say how much each kind adds. These are
 the images the benchmark suite's ``PrivateTest_deleaked`` leaves out.
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ferclean.io import load
-from ferclean.resample import check_leakage
+from ferclean.protocol import check_leakage
 
 HERE = Path(__file__).resolve().parent
 REVIEW = HERE / "results" / "leak_review.json"

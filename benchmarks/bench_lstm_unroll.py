@@ -6,7 +6,7 @@ Usage::
                                            [--calls 6] [--out PATH]
 
 For each unroll, one compiled call of ``--steps-per-call`` steps (batch 64, the path
-:func:`ferclean.training.train` takes off the CPU) is compiled and timed, then
+:func:`ferclean.learning.train` takes off the CPU) is compiled and timed, then
 ``--calls`` further calls; the mean step time is reported. Data are random uint8 images
 already on the device, as in training. Results are merged into
 ``benchmarks/results/lstm_unroll.json`` under the backend's name.
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
-    from ferclean.models import get_model
-    from ferclean.training import PRNG_IMPL, TrainConfig, _jax, create_train_state
+    from ferclean.learning._training import PRNG_IMPL, TrainConfig, _jax, create_train_state
+    from ferclean.learning.models import get_model
 
     rng = np.random.default_rng(0)
     data = jax.device_put({

@@ -20,7 +20,7 @@ Usage::
    ``{"verdicts": {"<i>-<j>": "copy" | "different" | "unsure"}}``); the precision and
    its Wilson 95% interval are computed from them.
 3. **Agreement and speed** (best of 5, wall and CPU time, on the 35,887 originals):
-   hashing with :func:`ferclean.hashing.hash_images` (each method) against imagehash
+   hashing with :func:`ferclean.similarity.hashing.hash_images` (each method) against imagehash
    itself, image by image (bits equal? how many apart? and the time of imagehash's
    per-image loop); the 17 search hashes, the search,
    the verification, the whole auditor; and the brute-force reference, all pairs of the
@@ -46,18 +46,18 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from ferclean.auditors import AuditContext, CrossSplitLeakAuditor, LabelConflictAuditor
-from ferclean.auditors.near import (
+from ferclean.auditors.near import NearDuplicateAuditor
+from ferclean.dataset import FaceDataset
+from ferclean.demo import NEAR_EDITS
+from ferclean.io import load
+from ferclean.similarity.hashing import METHODS, hash_images
+from ferclean.similarity.near import (
     DEFAULT_TRANSFORMS,
-    NearDuplicateAuditor,
     NearDuplicateIndex,
     _candidates,
     near_hashes,
 )
-from ferclean.dataset import FaceDataset
-from ferclean.demo import NEAR_EDITS
-from ferclean.hashing import METHODS, hash_images
-from ferclean.io import load
-from ferclean.search import HammingIndex
+from ferclean.similarity.search import HammingIndex
 
 HERE = Path(__file__).resolve().parent
 PER_KIND = 200

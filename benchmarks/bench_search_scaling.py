@@ -6,7 +6,7 @@ Usage::
 
 For each size ``n`` the script draws ``n`` uniformly random 64-bit codes (seed 8) and
 plants ``n / 100`` neighbours: copies of random codes with 1-8 random bits flipped. It
-then finds every pair within radius 8 with :class:`ferclean.search.HammingIndex`
+then finds every pair within radius 8 with :class:`ferclean.similarity.search.HammingIndex`
 (multi-index hashing), checks that every planted pair is among them, and records wall and
 CPU time (best of 3 below 300k codes, one run above) and the peak memory numpy allocated
 during the search (``tracemalloc``). Up to ``--brute-max`` codes (default 30,000) the
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferclean.search import HammingIndex
+from ferclean.similarity.search import HammingIndex
 
 HERE = Path(__file__).resolve().parent
 SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000)

@@ -7,12 +7,12 @@ Usage::
 
 For each model, on whatever backend JAX picks (CPU here; a GPU when one is present):
 
-1. ``compile_s``: wall time of the first :func:`ferclean.training.train_step` call
+1. ``compile_s``: wall time of the first :func:`ferclean.learning.train_step` call
    (tracing, XLA compilation and one step), minus one measured step;
 2. ``warmup`` further steps, not timed;
 3. ``steps`` timed steps (wall and process CPU time), blocking once at the end, so the
    host prepares batch k+1 while the device runs step k, as in :func:`train`;
-4. the same for :func:`ferclean.training.eval_step` at batch 256 (validation);
+4. the same for :func:`ferclean.learning.eval_step` at batch 256 (validation);
 5. an epoch over FER-2013's Training split (28,709 images, 449 steps of 64) plus one
    validation pass over PublicTest (3,589 images), extrapolated from the median step.
 
@@ -93,8 +93,7 @@ def _timed(fn: Any, n: int, block: Any) -> tuple[float, float, list[float]]:
 def bench_model(name: str, steps: int, warmup: int, batch_size: int) -> dict[str, Any]:
     import jax
 
-    from ferclean.models import count_params
-    from ferclean.training import (
+    from ferclean.learning import (
         PRNG_IMPL,
         TrainConfig,
         _module,
@@ -102,6 +101,7 @@ def bench_model(name: str, steps: int, warmup: int, batch_size: int) -> dict[str
         eval_step,
         train_step,
     )
+    from ferclean.learning.models import count_params
 
     cfg = TrainConfig(model=name, batch_size=batch_size, seed=SEED)
     module = _module(name, {})

@@ -44,7 +44,7 @@ manifest.summary()"""),
 assert restore(cleaned, manifest, removed).equals(ds)  # nothing is lost"""),
     ("markdown", """## Check leakage
 Before cleaning, test images have exact copies in Training; after `strict`, none."""),
-    ("code", """from ferclean.resample import check_leakage
+    ("code", """from ferclean.protocol import check_leakage
 
 before = check_leakage(ds.split("Training"), ds.split(["PublicTest", "PrivateTest"]))
 after = check_leakage(cleaned.split("Training"), cleaned.split(["PublicTest", "PrivateTest"]))
@@ -60,8 +60,8 @@ except ImportError:
     have_jax = False
 
 if have_jax:
-    from ferclean.evaluation import classification_metrics
-    from ferclean.training import TrainConfig, predict, train
+    from ferclean.learning import classification_metrics
+    from ferclean.learning import TrainConfig, predict, train
 
     config = TrainConfig(epochs=2, batch_size=32, model_kwargs={"bn_momentum": 0.9})
     test = ds.split("PrivateTest")

@@ -210,8 +210,7 @@ class CleanCommand(Command):
         parser.add_argument("--overwrite", action="store_true")
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.cleaning import CleaningPlan
-        from ferclean.publish import clean_to
+        from ferclean.cleaning import CleaningPlan, clean_to
 
         ds = _load_input(args)
         plan = CleaningPlan.resolve(args.plan)
@@ -237,8 +236,8 @@ class RestoreCommand(Command):
         parser.add_argument("--overwrite", action="store_true")
 
     def run(self, args: argparse.Namespace) -> int:
+        from ferclean.cleaning import restore_from
         from ferclean.io import save
-        from ferclean.publish import restore_from
 
         ds = restore_from(args.folder)
         save(ds, args.out, overwrite=args.overwrite, image_format="png")
@@ -259,7 +258,7 @@ class PublishCommand(Command):
         parser.add_argument("--overwrite", action="store_true")
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.publish import publish
+        from ferclean.cleaning import publish
 
         ds = _load_input(args)
         out = publish(ds, args.plan, args.out, name=args.name, overwrite=args.overwrite)
@@ -285,7 +284,7 @@ class TrainCommand(Command):
             "learning-rate schedule) and save the best checkpoint.")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from ferclean.models import model_names
+        from ferclean.learning.models import model_names
 
         _add_input(parser)
         parser.add_argument("--model", default="cnn_lstm", choices=model_names())
@@ -305,7 +304,7 @@ class TrainCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         if not _require_bench(self.name):
             return EXIT_ERROR
-        from ferclean.training import TrainConfig, train_to
+        from ferclean.learning import TrainConfig, train_to
 
         model_kwargs = {}
         for item in args.model_arg:
@@ -343,7 +342,7 @@ class EvaluateCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         if not _require_bench(self.name):
             return EXIT_ERROR
-        from ferclean.evaluation import evaluate_checkpoint
+        from ferclean.learning import evaluate_checkpoint
 
         ds = _load_input(args)
         metrics = evaluate_checkpoint(ds, args.checkpoint, split=args.split, out_dir=args.out)

@@ -9,10 +9,19 @@ import pytest
 
 import ferclean
 from conftest import file_digest
-from ferclean.cleaning import PRESETS, CleaningPlan, Rule, clean, restore, select_removals
+from ferclean.cleaning import (
+    PRESETS,
+    CleaningPlan,
+    Rule,
+    clean,
+    clean_to,
+    publish,
+    restore,
+    restore_from,
+    select_removals,
+)
 from ferclean.demo import make_demo
 from ferclean.io import load, save
-from ferclean.publish import clean_to, publish, restore_from
 
 EXACT = {"label_conflict": {"duplicates": "exact"}, "cross_split_leak": {"duplicates": "exact"}}
 
@@ -120,7 +129,7 @@ def test_refuses_to_write_over_input(tmp_path, demo):
 
 
 def test_crash_leaves_no_output(tmp_path, demo, monkeypatch):
-    import ferclean.publish as pub
+    import ferclean.cleaning._publish as pub
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")

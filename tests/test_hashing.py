@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ferclean.demo import make_demo
-from ferclean.hashing import (
+from ferclean.similarity.hashing import (
     METHODS,
     as_code_matrix,
     hash_bits,

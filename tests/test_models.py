@@ -15,7 +15,7 @@ pytest.importorskip("optax")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from ferclean.models import (  # noqa: E402
+from ferclean.learning.models import (  # noqa: E402
     MODELS,
     TINY,
     count_params,
@@ -72,8 +72,8 @@ def test_register_duplicate_raises_and_decorator_registers():
 
 def test_registry_and_package_import_without_jax():
     code = (
-        "import sys, ferclean, ferclean.models, ferclean.training, ferclean.evaluation; "
-        "ferclean.models.model_names(); "
+        "import sys, ferclean, ferclean.learning.models, ferclean.learning, ferclean.learning; "
+        "ferclean.learning.models.model_names(); "
         "assert not any(m.split('.')[0] in ('jax', 'flax', 'optax') for m in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -130,7 +130,7 @@ def test_channel_axis_optional_and_num_classes():
 
 
 def test_tiny_model_really_runs():
-    from ferclean.training import embed, init_model, predict
+    from ferclean.learning import embed, init_model, predict
 
     # The settings test_training uses, so a full run shares the compiled functions.
     kwargs = {**TINY["cnn_lstm"], "conv_dropout": 0.0, "lstm_dropout": 0.0,

@@ -13,20 +13,20 @@ from ferclean.auditors import (
     CrossSplitLeakAuditor,
     LabelConflictAuditor,
     NearDuplicateAuditor,
-    NearDuplicateIndex,
 )
 from ferclean.auditors.duplicates import groups_for
-from ferclean.auditors.near import (
-    DEFAULT_TRANSFORMS,
-    SHIFTS,
-    Transform,
-    near_groups,
-    near_hashes,
-)
+from ferclean.auditors.near import near_groups
 from ferclean.dataset import FaceDataset
 from ferclean.demo import NEAR_EDITS, make_demo
 from ferclean.findings import COLUMNS
-from ferclean.search import hamming_distance
+from ferclean.similarity.near import (
+    DEFAULT_TRANSFORMS,
+    SHIFTS,
+    NearDuplicateIndex,
+    Transform,
+    near_hashes,
+)
+from ferclean.similarity.search import hamming_distance
 
 
 @pytest.fixture(scope="module")

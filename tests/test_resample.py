@@ -10,11 +10,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.class_weight import compute_class_weight
 
-import ferclean.resample as resample_module
+import ferclean.protocol._resample as resample_module
 from ferclean._validation import check_sampling_strategy
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 from ferclean.demo import make_demo
-from ferclean.resample import (
+from ferclean.protocol import (
     RESAMPLERS,
     SMOTE,
     LeakageError,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ferclean.search import HammingIndex, Matches, group_pairs, hamming_distance
+from ferclean.similarity.search import HammingIndex, Matches, group_pairs, hamming_distance
 
 
 def random_codes(rng: np.random.Generator, n: int, words: int, planted: int,

@@ -1,6 +1,6 @@
 """Training loop, checkpoints, inference helpers and evaluation metrics.
 
-Runs use the miniature models (``ferclean.models.TINY``) on a few dozen demo faces:
+Runs use the miniature models (``ferclean.learning.models.TINY``) on a few dozen demo faces:
 compilation dominates, so the tests share one trained run (module fixture) and the jit
 caches (same model and optimiser settings reuse the compiled steps).
 """
@@ -23,20 +23,15 @@ from sklearn import metrics as skm  # noqa: E402
 
 from ferclean.dataset import EMOTIONS, FaceDataset  # noqa: E402
 from ferclean.demo import demo_dataset  # noqa: E402
-from ferclean.evaluation import (  # noqa: E402
+from ferclean.learning import (  # noqa: E402
+    EarlyStopping,
+    ReduceLROnPlateau,
+    TrainConfig,
     classification_metrics,
     classification_report,
     confusion_matrix,
     cross_entropy,
     evaluate_checkpoint,
-)
-from ferclean.models import TINY  # noqa: E402
-from ferclean.resample import LeakageError, class_weights  # noqa: E402
-from ferclean.training import (  # noqa: E402
-    EarlyStopping,
-    ReduceLROnPlateau,
-    TrainConfig,
-    _class_weight_vector,
     honest_splits,
     load_checkpoint,
     predict,
@@ -45,6 +40,9 @@ from ferclean.training import (  # noqa: E402
     train,
     train_to,
 )
+from ferclean.learning._training import _class_weight_vector  # noqa: E402
+from ferclean.learning.models import TINY  # noqa: E402
+from ferclean.protocol import LeakageError, class_weights  # noqa: E402
 
 N_TRAIN = 64
 #: One miniature model for every test here (and in test_models), so the compiled init,

@@ -13,14 +13,14 @@ class_imbalance     :class:`ClassImbalanceAuditor`      under-represented classe
 """
 
 from ferclean.auditors.base import REGISTRY, Auditor, get_auditor, register
-from ferclean.auditors.context import AuditContext, DuplicateGroups, exact_groups
+from ferclean.auditors.context import AuditContext
 from ferclean.auditors.duplicates import (
     CrossSplitLeakAuditor,
     ExactDuplicateAuditor,
     LabelConflictAuditor,
 )
 from ferclean.auditors.imbalance import ClassImbalanceAuditor
-from ferclean.auditors.near import NearDuplicateAuditor, NearDuplicateIndex
+from ferclean.auditors.near import NearDuplicateAuditor
 
 try:  # written in parallel; optional until it lands
     from ferclean.auditors.outliers import OutlierAuditor
@@ -39,13 +39,10 @@ __all__ = [
     "Auditor",
     "ClassImbalanceAuditor",
     "CrossSplitLeakAuditor",
-    "DuplicateGroups",
     "ExactDuplicateAuditor",
     "LabelConflictAuditor",
     "NearDuplicateAuditor",
-    "NearDuplicateIndex",
     "OutlierAuditor",
-    "exact_groups",
     "get_auditor",
     "register",
 ]

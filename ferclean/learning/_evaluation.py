@@ -8,7 +8,7 @@ still appears (with support 0). The figure functions draw with matplotlib's obje
 (no pyplot state), return the ``Figure`` and, given a path, save a PNG.
 
 :func:`evaluate_checkpoint` ties it together for a checkpoint written by
-:func:`ferclean.training.train_to`: it predicts one split (PrivateTest by default), and
+:func:`ferclean.learning.train_to`: it predicts one split (PrivateTest by default), and
 writes ``metrics.json``, ``classification_report.csv``, ``predictions.csv``,
 ``confusion_matrix.png``, ``saliency.png`` + ``saliency.json`` + ``saliency.npz`` and,
 when the checkpoint folder has a history, ``training_curves.png``. Only
@@ -186,7 +186,7 @@ def classification_metrics(
     y_true : array-like of int, shape (n,)
     y_pred : array-like of int, shape (n,), or of float, shape (n, n_classes)
         Predicted classes, or class probabilities (e.g. from
-        :func:`ferclean.training.predict`): their argmax is the prediction and their
+        :func:`ferclean.learning.predict`): their argmax is the prediction and their
         mean negative log-likelihood the ``loss``.
     logits : array-like, shape (n, n_classes), default=None
         If given, ``loss`` (mean cross-entropy of the softmax) is included.
@@ -264,7 +264,7 @@ def plot_training_curves(
     Parameters
     ----------
     history : DataFrame or list of dict
-        :attr:`ferclean.training.TrainResult.history` or ``history.json``'s ``epochs``.
+        :attr:`ferclean.learning.TrainResult.history` or ``history.json``'s ``epochs``.
     path : path, default=None
         Save a PNG there.
 
@@ -351,7 +351,7 @@ def plot_saliency_grid(
     ----------
     images : array, shape (n, 48, 48)
     maps : array, shape (n, 48, 48)
-        Non-negative saliency maps (:func:`ferclean.training.saliency`).
+        Non-negative saliency maps (:func:`ferclean.learning.saliency`).
     labels, predictions : sequence of int
     path : path, default=None
 
@@ -420,7 +420,7 @@ def evaluate(
 
     Parameters
     ----------
-    trained : ferclean.training.TrainedModel
+    trained : ferclean.learning.TrainedModel
     dataset : FaceDataset
         Unlabeled images (label -1) are skipped and counted in ``n_unlabeled``.
     split : str, default=None
@@ -446,14 +446,14 @@ def evaluate(
     Examples
     --------
     >>> from ferclean.demo import demo_dataset
-    >>> from ferclean.models import TINY
-    >>> from ferclean.training import init_model
+    >>> from ferclean.learning.models import TINY
+    >>> from ferclean.learning import init_model
     >>> tm = init_model("cnn_mha", **TINY["cnn_mha"])  # untrained: about chance accuracy
     >>> m = evaluate(tm, demo_dataset(n_faces=100), split="PrivateTest", saliency_per_class=0)
     >>> m["split"], len(m["confusion_matrix"]), 0 <= m["accuracy"] <= 1
     ('PrivateTest', 7, True)
     """
-    from ferclean.training import predict, saliency
+    from ferclean.learning import predict, saliency
 
     dataset = check_dataset(dataset)
     part = dataset.split(split) if split is not None else dataset
@@ -530,7 +530,7 @@ def evaluate_checkpoint(
     ----------
     dataset : FaceDataset
     checkpoint_dir : path
-        A folder written by :func:`ferclean.training.train_to` (or ``save_checkpoint``).
+        A folder written by :func:`ferclean.learning.train_to` (or ``save_checkpoint``).
     split : str or None, default="PrivateTest"
     out_dir : path, default=None
         Where figures and JSON go; a ``history.json`` in ``checkpoint_dir`` adds the
@@ -547,14 +547,14 @@ def evaluate_checkpoint(
     --------
     >>> import tempfile
     >>> from ferclean.demo import demo_dataset
-    >>> from ferclean.models import TINY
-    >>> from ferclean.training import init_model, save_checkpoint
+    >>> from ferclean.learning.models import TINY
+    >>> from ferclean.learning import init_model, save_checkpoint
     >>> ckpt = save_checkpoint(tempfile.mkdtemp(), init_model("cnn_mha", **TINY["cnn_mha"]))
     >>> m = evaluate_checkpoint(demo_dataset(n_faces=100), ckpt, saliency_per_class=0)
     >>> m["split"], m["model"]
     ('PrivateTest', 'cnn_mha')
     """
-    from ferclean.training import HISTORY_FILE, load_checkpoint
+    from ferclean.learning import HISTORY_FILE, load_checkpoint
 
     ckpt = Path(checkpoint_dir)
     trained = load_checkpoint(ckpt)

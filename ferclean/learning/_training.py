@@ -1,4 +1,4 @@
-"""Train the reference models (:mod:`ferclean.models`) with JAX, and use them afterwards.
+"""Train the reference models (:mod:`ferclean.learning.models`) with JAX, and use them afterwards.
 
 One loop trains every registered model, on CPU or GPU alike:
 
@@ -94,7 +94,7 @@ class TrainConfig:
     Parameters
     ----------
     model : str, default="cnn_lstm"
-        Registered model name (:func:`ferclean.models.model_names`).
+        Registered model name (:func:`ferclean.learning.models.model_names`).
     model_kwargs : mapping, default={}
         Fields of the model class, e.g. ``{"kernel_sizes": (3, 3, 3, 3, 3)}``.
     epochs : int, default=50
@@ -118,7 +118,7 @@ class TrainConfig:
         Return the weights of the best epoch (lowest monitored loss), not the last.
     class_weight : None, "balanced" or mapping of int to float, default=None
         Per-class loss weights. ``"balanced"`` uses
-        :func:`ferclean.resample.class_weights` on the training data.
+        :func:`ferclean.protocol.class_weights` on the training data.
     seed : int, default=0
         Seeds weight initialisation, dropout and the batch order.
     eval_batch_size : int, default=256
@@ -185,7 +185,7 @@ class TrainConfig:
         ...
         ValueError: batch_size must be a positive integer; got 0
         """
-        from ferclean.models import MODELS, model_names
+        from ferclean.learning.models import MODELS, model_names
 
         if self.model not in MODELS:
             raise ValueError(
@@ -347,7 +347,7 @@ def honest_splits(dataset: FaceDataset) -> tuple[FaceDataset, FaceDataset, FaceD
     >>> len(train_ds) > len(val_ds) > 0 and len(test_ds) > 0
     True
     """
-    from ferclean.resample import LeakageError
+    from ferclean.protocol import LeakageError
 
     dataset = check_dataset(dataset)
     parts = tuple(dataset.split(name) for name in ("Training", "PublicTest", "PrivateTest"))
@@ -398,7 +398,7 @@ def _class_weight_vector(spec: Any, train_ds: FaceDataset) -> np.ndarray:
     if spec is None:
         return weights
     if spec == "balanced":
-        from ferclean.resample import class_weights
+        from ferclean.protocol import class_weights
 
         spec = class_weights(train_ds)
     for label, weight in spec.items():
@@ -549,7 +549,7 @@ def train_step(state: Any, batch: Mapping[str, Any], rng: Any) -> tuple[Any, dic
     Examples
     --------
     >>> import jax, numpy as np
-    >>> from ferclean.models import TINY, get_model
+    >>> from ferclean.learning.models import TINY, get_model
     >>> state = create_train_state(get_model("cnn_mha", **TINY["cnn_mha"]), TrainConfig(), 0)
     >>> batch = {"image": np.zeros((2, 48, 48), np.uint8), "label": np.array([0, 3]),
     ...          "weight": np.ones(2, np.float32)}
@@ -569,7 +569,7 @@ def eval_step(state: Any, batch: Mapping[str, Any]) -> dict:
     Examples
     --------
     >>> import numpy as np
-    >>> from ferclean.models import TINY, get_model
+    >>> from ferclean.learning.models import TINY, get_model
     >>> state = create_train_state(get_model("cnn_mha", **TINY["cnn_mha"]), TrainConfig(), 0)
     >>> batch = {"image": np.zeros((3, 48, 48), np.uint8), "label": np.array([0, 3, 0]),
     ...          "weight": np.array([1, 1, 0], np.float32)}
@@ -595,7 +595,7 @@ def create_train_state(module: Any, config: TrainConfig, key: Any) -> Any:
 
     Examples
     --------
-    >>> from ferclean.models import TINY, get_model
+    >>> from ferclean.learning.models import TINY, get_model
     >>> state = create_train_state(get_model("cnn_mha", **TINY["cnn_mha"]), TrainConfig(), 0)
     >>> round(float(state.opt_state.hyperparams["learning_rate"]), 6), state.batch_stats
     (0.002, {})
@@ -648,7 +648,7 @@ def init_model(model: str, *, seed: int = 0, **kwargs: Any) -> TrainedModel:
 
     Examples
     --------
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> tm = init_model("cnn_mha", **TINY["cnn_mha"])
     >>> tm.n_params, sorted(tm.variables)
     (771, ['params'])
@@ -660,7 +660,7 @@ def init_model(model: str, *, seed: int = 0, **kwargs: Any) -> TrainedModel:
 
 @functools.lru_cache(maxsize=16)
 def _cached_module(name: str, kwargs: tuple[tuple[str, Any], ...]) -> Any:
-    from ferclean.models import get_model
+    from ferclean.learning.models import get_model
 
     return get_model(name, **dict(kwargs))
 
@@ -716,7 +716,7 @@ class TrainedModel:
 
     Examples
     --------
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> tm = init_model("cnn_lstm", **TINY["cnn_lstm"])
     >>> tm.model, sorted(tm.variables)
     ('cnn_lstm', ['batch_stats', 'params'])
@@ -741,7 +741,7 @@ class TrainedModel:
     @property
     def n_params(self) -> int:
         """Number of trainable parameters."""
-        from ferclean.models import count_params
+        from ferclean.learning.models import count_params
 
         return count_params(self.params)
 
@@ -810,7 +810,7 @@ def train(
     Examples
     --------
     >>> from ferclean.demo import demo_dataset
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> ds = demo_dataset(n_faces=100)
     >>> cfg = TrainConfig(model="cnn_mha", model_kwargs=TINY["cnn_mha"], epochs=1,
     ...                   batch_size=32)
@@ -982,7 +982,7 @@ def train_to(
     Parameters
     ----------
     dataset : FaceDataset
-        Whole dataset; PrivateTest is left for :func:`ferclean.evaluation.evaluate_checkpoint`.
+        Whole dataset; PrivateTest is left for :func:`ferclean.learning.evaluate_checkpoint`.
     out_dir : path
     model : str, default=None
         Registered model name; overrides ``config.model`` (default ``"cnn_lstm"``).
@@ -995,7 +995,7 @@ def train_to(
     --------
     >>> import tempfile, pathlib
     >>> from ferclean.demo import demo_dataset
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> ds = demo_dataset(n_faces=100)
     >>> ds = ds.subset(ds.split_mask("PublicTest") | (ds.rows < 64))  # 64 Training images
     >>> cfg = TrainConfig(model="cnn_mha", model_kwargs=TINY["cnn_mha"], epochs=1,
@@ -1023,7 +1023,7 @@ def train_to(
         (out / stale).unlink(missing_ok=True)  # never mix files of two runs
     result = train(dataset, config, out_dir=out, progress=progress)
 
-    from ferclean.evaluation import plot_training_curves
+    from ferclean.learning import plot_training_curves
 
     with atomic_file(out / CURVES_FILE) as tmp:
         plot_training_curves(result.history, path=tmp)
@@ -1054,7 +1054,7 @@ def save_checkpoint(
     Examples
     --------
     >>> import tempfile
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> d = save_checkpoint(tempfile.mkdtemp(), init_model("cnn_mha", **TINY["cnn_mha"]))
     >>> sorted(p.name for p in d.iterdir())
     ['checkpoint.json', 'params.msgpack']
@@ -1098,7 +1098,7 @@ def load_checkpoint(directory: str | os.PathLike) -> TrainedModel:
     Examples
     --------
     >>> import numpy as np, tempfile
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> tm = init_model("cnn_mha", **TINY["cnn_mha"])
     >>> back = load_checkpoint(save_checkpoint(tempfile.mkdtemp(), tm))
     >>> bool(np.array_equal(back.params["logits"]["kernel"], tm.params["logits"]["kernel"]))
@@ -1192,7 +1192,7 @@ def predict(
     Examples
     --------
     >>> import numpy as np
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> tm = init_model("cnn_mha", **TINY["cnn_mha"])
     >>> p = predict(tm, np.zeros((3, 48, 48), np.uint8))
     >>> p.shape, bool(np.allclose(p.sum(axis=1), 1, atol=1e-5))
@@ -1214,7 +1214,7 @@ def embed(trained: TrainedModel, images: Any, *, batch_size: int = 256) -> np.nd
     Examples
     --------
     >>> import numpy as np
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> tm = init_model("cnn_mha", **TINY["cnn_mha"])
     >>> embed(tm, np.zeros((3, 48, 48), np.uint8)).shape
     (3, 5)
@@ -1277,7 +1277,7 @@ def saliency(
     Examples
     --------
     >>> import numpy as np
-    >>> from ferclean.models import TINY
+    >>> from ferclean.learning.models import TINY
     >>> tm = init_model("cnn_mha", **TINY["cnn_mha"])
     >>> images = np.random.default_rng(0).integers(0, 256, (2, 48, 48), dtype=np.uint8)
     >>> s = saliency(tm, images)

@@ -15,11 +15,11 @@ imagededup's ``BruteForce`` does, vectorised with numpy popcounts); it is the re
 the tests check the default against.
 
 Codes are ``uint64`` arrays: shape ``(n,)`` for codes of up to 64 bits, ``(n, words)``
-for longer ones (as :func:`ferclean.hashing.hash_images` returns them). Results are
+for longer ones (as :func:`ferclean.similarity.hashing.hash_images` returns them). Results are
 :class:`Matches` of three aligned arrays in a documented, deterministic order.
 
 :func:`group_pairs` turns pairs into connected components ("union-find") with
-:func:`ferclean.auditors.context.group_ids_from_labels` numbering.
+:func:`ferclean.similarity.exact.group_ids_from_labels` numbering.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ferclean.hashing import as_code_matrix, map_blocks, popcount
+from ferclean.similarity.hashing import as_code_matrix, map_blocks, popcount
 
 __all__ = ["BACKENDS", "HammingIndex", "Matches", "group_pairs", "hamming_distance"]
 
@@ -310,7 +310,7 @@ class HammingIndex:
 
     See Also
     --------
-    ferclean.hashing.hash_images : make the codes.
+    ferclean.similarity.hashing.hash_images : make the codes.
     group_pairs : connected components of the pairs found.
 
     Notes
@@ -591,7 +591,7 @@ def group_pairs(n: int, first: Any, second: Any) -> np.ndarray:
 
     Union-find over the pairs, done by :func:`scipy.sparse.csgraph.connected_components`;
     groups are numbered 0.. in order of their first item (as
-    :func:`ferclean.auditors.context.group_ids_from_labels` numbers them).
+    :func:`ferclean.similarity.exact.group_ids_from_labels` numbers them).
 
     Parameters
     ----------
@@ -612,7 +612,7 @@ def group_pairs(n: int, first: Any, second: Any) -> np.ndarray:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from ferclean.auditors.context import group_ids_from_labels
+    from ferclean.similarity.exact import group_ids_from_labels
 
     first = np.asarray(first, np.int64).ravel()
     second = np.asarray(second, np.int64).ravel()

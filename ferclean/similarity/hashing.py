@@ -417,7 +417,7 @@ def hash_images(pixels: Any, method: str = "phash", hash_size: int = 8, *,
 
     See Also
     --------
-    ferclean.search.HammingIndex : find every pair of codes within a Hamming radius.
+    ferclean.similarity.search.HammingIndex : find every pair of codes within a Hamming radius.
 
     Examples
     --------

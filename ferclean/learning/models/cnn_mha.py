@@ -61,7 +61,7 @@ class CNNMHA(nn.Module):
     Shapes only (``jax.eval_shape`` traces without computing, so this is instant):
 
     >>> import jax, jax.numpy as jnp
-    >>> from ferclean.models import count_params
+    >>> from ferclean.learning.models import count_params
     >>> model, x = CNNMHA(), jnp.zeros((2, 48, 48))
     >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)
     >>> count_params(variables["params"])

@@ -31,9 +31,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ferclean._validation import check_dataset, check_random_state, check_sampling_strategy
-from ferclean.auditors.context import content_hash
 from ferclean.dataset import EMOTIONS, IMAGE_SIZE, SPLITS, FaceDataset, split_code
 from ferclean.errors import FercleanError
+from ferclean.similarity.exact import content_hash
 
 __all__ = [
     "RESAMPLERS",
@@ -516,7 +516,7 @@ def resample(dataset: FaceDataset, method: str = "ros", **params: Any) -> FaceDa
     >>> resample(ds, "ros")
     Traceback (most recent call last):
     ...
-    ferclean.resample.LeakageError: cannot resample a dataset that holds test images ...
+    ferclean.protocol.LeakageError: cannot resample a dataset that holds test images ...
     """
     if method not in RESAMPLERS:
         raise ValueError(
@@ -621,7 +621,7 @@ def random_split(
     >>> random_split(resample(train_all, "ros"))
     Traceback (most recent call last):
     ...
-    ferclean.resample.LeakageError: cannot split a resampled dataset: ...
+    ferclean.protocol.LeakageError: cannot split a resampled dataset: ...
     """
     dataset = check_dataset(dataset)
     test_code = split_code(test_split)
@@ -683,7 +683,7 @@ def check_leakage(
         The data a model trains on (resampled or not) and the data it is evaluated on.
     near : bool, default=False
         Also report near duplicates (re-encoded, re-lit, shifted, cropped, rotated copies),
-        found with :class:`ferclean.auditors.near.NearDuplicateIndex` fitted on ``train``
+        found with :class:`ferclean.similarity.near.NearDuplicateIndex` fitted on ``train``
         and verified on the pixels; their ``kind`` is ``"near"`` and ``similarity`` the
         verified correlation.
     mirror : bool, default=False
@@ -727,7 +727,7 @@ def check_leakage(
     kind = np.full(len(test_pos), "exact", dtype=object)
     similarity = np.ones(len(test_pos), dtype=np.float64)
     if near and len(train) and len(test):
-        from ferclean.auditors.near import NearDuplicateIndex
+        from ferclean.similarity.near import NearDuplicateIndex
 
         found = NearDuplicateIndex(mirror=mirror).fit(train).query(test)
         found = found[found["kind"] != "exact"]  # identical copies are listed above
@@ -789,7 +789,7 @@ def assert_no_leakage(train: FaceDataset, test: FaceDataset, *, near: bool = Fal
     >>> assert_no_leakage(ds.split("Training"), ds.split(["PublicTest", "PrivateTest"]))
     Traceback (most recent call last):
     ...
-    ferclean.resample.LeakageError: ... test image(s) have a copy in the training data ...
+    ferclean.protocol.LeakageError: ... test image(s) have a copy in the training data ...
     """
     leaks = check_leakage(train, test, near=near)
     if len(leaks):

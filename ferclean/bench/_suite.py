@@ -192,7 +192,7 @@ def deleaked(train: FaceDataset, test: FaceDataset, *, near: bool = True) -> Fac
     >>> len(deleaked(ds.split("Training"), test)) < len(exact_only) < len(test)
     True
     """
-    from ferclean.resample import check_leakage
+    from ferclean.protocol import check_leakage
 
     leaks = check_leakage(train, test, near=near, mirror=near)
     keep = np.ones(len(test), bool)
@@ -241,7 +241,7 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
     (['PrivateTest', 'PrivateTest_deleaked'], {'Training'})
     """
     from ferclean.cleaning import CleaningPlan, clean
-    from ferclean.resample import class_weights, resample
+    from ferclean.protocol import class_weights, resample
 
     cache = {} if cache is None else cache
     plan = CleaningPlan.preset(VARIATIONS[cell.variation])
@@ -276,7 +276,7 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
         tests = {"PrivateTest": test, "PrivateTest_deleaked": clean_test}
         return Prepared(train, val, tests, weights, {"removed": removed, "n_train": len(train)})
     if cell.protocol == "seed-replica":
-        from ferclean.resample import random_split
+        from ferclean.protocol import random_split
 
         # The study's steps, in its order: clean everything, oversample everything,
         # then split at random. Kept only to measure how much this inflates accuracy.
@@ -305,8 +305,7 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
 # ---------------------------------------------------------------------- running
 def _run_one(prepared: Prepared, cell: Cell, profile: Profile, seed: int) -> dict[str, Any]:
     """Train and evaluate one run; returns metrics per evaluation set."""
-    from ferclean.evaluation import classification_metrics
-    from ferclean.training import TrainConfig, predict, train
+    from ferclean.learning import TrainConfig, classification_metrics, predict, train
 
     config = TrainConfig(model=cell.model, model_kwargs=profile.model_kwargs.get(cell.model, {}),
                          epochs=profile.epochs,

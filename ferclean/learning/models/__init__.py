@@ -2,13 +2,13 @@
 
 The registry knows every built-in model by name without importing JAX: an entry holds
 the dotted path of its Flax module class and is resolved only by :func:`get_model`. So
-``import ferclean.models`` (and a CLI that lists ``--model`` choices) stays light, and
+``import ferclean.learning.models`` (and a CLI that lists ``--model`` choices) stays light, and
 the heavy imports happen only when a model is really built.
 
 Built-in models (see ``docs/models.md``):
 
-* ``cnn_lstm`` -- :class:`ferclean.models.cnn_lstm.CNNLSTM`, the study's final CNN-LSTM;
-* ``cnn_mha`` -- :class:`ferclean.models.cnn_mha.CNNMHA`, the study's CNN with
+* ``cnn_lstm`` -- :class:`ferclean.learning.models.cnn_lstm.CNNLSTM`, the study's final CNN-LSTM;
+* ``cnn_mha`` -- :class:`ferclean.learning.models.cnn_mha.CNNMHA`, the study's CNN with
   multi-head attention (called "ViT" there).
 
 Every model maps a batch of 48x48 grayscale images in ``[0, 1]``, shape ``(B, 48, 48)``
@@ -56,7 +56,7 @@ class ModelSpec:
     --------
     >>> spec = MODELS["cnn_lstm"]
     >>> spec.name, spec.target
-    ('cnn_lstm', 'ferclean.models.cnn_lstm:CNNLSTM')
+    ('cnn_lstm', 'ferclean.learning.models.cnn_lstm:CNNLSTM')
     """
 
     name: str
@@ -216,13 +216,13 @@ def count_params(tree: Any) -> int:
 
 register_model(
     "cnn_lstm",
-    "ferclean.models.cnn_lstm:CNNLSTM",
+    "ferclean.learning.models.cnn_lstm:CNNLSTM",
     description="the study's CNN-LSTM: 5 conv+BN blocks, LSTM 128 -> LSTM 64, dense 200",
     study_params=457_031,
 )
 register_model(
     "cnn_mha",
-    "ferclean.models.cnn_mha:CNNMHA",
+    "ferclean.learning.models.cnn_mha:CNNMHA",
     description="the study's CNN + multi-head attention ('ViT'): convs, LayerNorm, 2 MHA",
     study_params=197_799,
 )
