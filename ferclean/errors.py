@@ -15,6 +15,20 @@ class FercleanError(Exception):
     """Base class of ferclean's own errors."""
 
 
+class LeakageError(FercleanError, ValueError):
+    """Raised when a step would let test images, or copies of them, into training.
+
+    Examples
+    --------
+    >>> issubclass(LeakageError, ValueError)
+    True
+    """
+
+
+class LeakageWarning(UserWarning):
+    """Warned when a leaky step runs anyway because the caller explicitly allowed it."""
+
+
 class BadInputError(FercleanError, ValueError):
     """Input that ferclean cannot read, with the file and the row or image at fault.
 

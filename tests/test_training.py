@@ -32,7 +32,6 @@ from ferclean.learning import (  # noqa: E402
     confusion_matrix,
     cross_entropy,
     evaluate_checkpoint,
-    honest_splits,
     load_checkpoint,
     predict,
     saliency,
@@ -42,7 +41,7 @@ from ferclean.learning import (  # noqa: E402
 )
 from ferclean.learning._training import _class_weight_vector  # noqa: E402
 from ferclean.learning.models import TINY  # noqa: E402
-from ferclean.protocol import LeakageError, class_weights  # noqa: E402
+from ferclean.protocol import LeakageError, class_weights, honest_splits  # noqa: E402
 
 N_TRAIN = 64
 #: One miniature model for every test here (and in test_models), so the compiled init,

@@ -46,6 +46,7 @@ from ferclean._atomic import atomic_file
 from ferclean._progress import Progress
 from ferclean._validation import check_dataset
 from ferclean.dataset import EMOTIONS, IMAGE_SIZE, FaceDataset, as_pixels
+from ferclean.protocol.splits import honest_splits
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -57,7 +58,6 @@ __all__ = [
     "create_train_state",
     "embed",
     "eval_step",
-    "honest_splits",
     "init_model",
     "load_checkpoint",
     "predict",
@@ -326,42 +326,6 @@ class EarlyStopping:
 
 
 # ---------------------------------------------------------------------- data
-def honest_splits(dataset: FaceDataset) -> tuple[FaceDataset, FaceDataset, FaceDataset]:
-    """FER-2013's own splits: (Training, PublicTest, PrivateTest).
-
-    Train on Training, pick epochs and learning rates on PublicTest, and report
-    PrivateTest once. Resampling and class weights belong to Training only; a test split
-    holding synthetic (e.g. SMOTE) images is refused.
-
-    Raises
-    ------
-    LeakageError
-        If PublicTest or PrivateTest holds synthetic images.
-    ValueError
-        If the Training split is empty.
-
-    Examples
-    --------
-    >>> from ferclean.demo import demo_dataset
-    >>> train_ds, val_ds, test_ds = honest_splits(demo_dataset(n_faces=300))
-    >>> len(train_ds) > len(val_ds) > 0 and len(test_ds) > 0
-    True
-    """
-    from ferclean.protocol import LeakageError
-
-    dataset = check_dataset(dataset)
-    parts = tuple(dataset.split(name) for name in ("Training", "PublicTest", "PrivateTest"))
-    if len(parts[0]) == 0:
-        raise ValueError("the dataset has no Training images to train on")
-    for part, name in zip(parts[1:], ("PublicTest", "PrivateTest"), strict=True):
-        if part.synthetic.any():
-            raise LeakageError(
-                f"{name} holds {int(part.synthetic.sum())} synthetic image(s); resample the "
-                f"Training split only and keep the test splits untouched"
-            )
-    return parts  # type: ignore[return-value]
-
-
 def _labelled(dataset: FaceDataset, role: str) -> FaceDataset:
     dataset = check_dataset(dataset, name=f"{role} dataset")
     unlabeled = int(np.count_nonzero(dataset.labels < 0))
@@ -792,7 +756,8 @@ def train(
     ----------
     data : FaceDataset or (train_ds, val_ds)
         A whole dataset trains on Training and validates on PublicTest
-        (:func:`honest_splits`); PrivateTest is not touched. A pair is used as given;
+        (:func:`~ferclean.protocol.honest_splits`); PrivateTest is not touched. A pair is
+        used as given;
         ``val_ds=None`` monitors the training loss instead (not recommended). All images
         must be labelled.
     config : TrainConfig, default=None

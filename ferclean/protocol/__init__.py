@@ -14,6 +14,7 @@ from ferclean.protocol._resample import (
     random_split,
     resample,
 )
+from ferclean.protocol.splits import honest_splits
 
 __all__ = [
     "RESAMPLERS",
@@ -26,6 +27,7 @@ __all__ = [
     "assert_no_leakage",
     "check_leakage",
     "class_weights",
+    "honest_splits",
     "random_split",
     "resample",
 ]

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 
 from ferclean._validation import check_dataset, check_random_state, check_sampling_strategy
 from ferclean.dataset import EMOTIONS, IMAGE_SIZE, SPLITS, FaceDataset, split_code
-from ferclean.errors import FercleanError
+from ferclean.errors import FercleanError, LeakageError, LeakageWarning  # noqa: F401
 from ferclean.similarity.exact import content_hash
 
 __all__ = [
@@ -63,20 +63,6 @@ _LEAKAGE_COLUMNS = (
 # Pairs whose pixels are compared per chunk when verifying hash matches: bounds memory
 # (chunk * 2304 bytes per side) whatever the number of matching pairs.
 _VERIFY_CHUNK = 65536
-
-
-class LeakageError(FercleanError, ValueError):
-    """Raised when a step would let test images, or copies of them, into training.
-
-    Examples
-    --------
-    >>> issubclass(LeakageError, ValueError)
-    True
-    """
-
-
-class LeakageWarning(UserWarning):
-    """Warned when a leaky step runs anyway because the caller explicitly allowed it."""
 
 
 # ---------------------------------------------------------------------- validation
@@ -516,7 +502,7 @@ def resample(dataset: FaceDataset, method: str = "ros", **params: Any) -> FaceDa
     >>> resample(ds, "ros")
     Traceback (most recent call last):
     ...
-    ferclean.protocol.LeakageError: cannot resample a dataset that holds test images ...
+    ferclean.errors.LeakageError: cannot resample a dataset that holds test images ...
     """
     if method not in RESAMPLERS:
         raise ValueError(
@@ -621,7 +607,7 @@ def random_split(
     >>> random_split(resample(train_all, "ros"))
     Traceback (most recent call last):
     ...
-    ferclean.protocol.LeakageError: cannot split a resampled dataset: ...
+    ferclean.errors.LeakageError: cannot split a resampled dataset: ...
     """
     dataset = check_dataset(dataset)
     test_code = split_code(test_split)
@@ -789,7 +775,7 @@ def assert_no_leakage(train: FaceDataset, test: FaceDataset, *, near: bool = Fal
     >>> assert_no_leakage(ds.split("Training"), ds.split(["PublicTest", "PrivateTest"]))
     Traceback (most recent call last):
     ...
-    ferclean.protocol.LeakageError: ... test image(s) have a copy in the training data ...
+    ferclean.errors.LeakageError: ... test image(s) have a copy in the training data ...
     """
     leaks = check_leakage(train, test, near=near)
     if len(leaks):
