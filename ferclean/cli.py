@@ -133,6 +133,60 @@ class DemoCommand(Command):
         return EXIT_OK
 
 
+def _audit_settings(args: argparse.Namespace) -> dict[str, dict]:
+    """Auditor parameters from the audit options (shared by audit, clean and publish)."""
+    near: dict = {"mirror": True} if args.mirror else {}
+    if args.near_radius is not None:
+        near["radius"] = args.near_radius
+    if args.near_similarity is not None:
+        near["similarity"] = args.near_similarity
+    params: dict[str, dict] = {"near_duplicate": near} if near else {}
+    if args.with_near:
+        params["label_conflict"] = {"duplicates": "all"}
+        params["cross_split_leak"] = {"duplicates": "all"}
+    return params
+
+
+def _add_audit_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mirror", action="store_true",
+                        help="near duplicates: also find horizontally flipped copies")
+    parser.add_argument("--near-radius", type=int, metavar="BITS",
+                        help="near duplicates: Hamming radius of the hash search, of 64 "
+                        "bits (default 8; larger finds more candidates, slower)")
+    parser.add_argument("--near-similarity", type=float, metavar="S",
+                        help="near duplicates: least verified similarity (normalised "
+                        "cross-correlation, default 0.97)")
+    parser.add_argument("--with-near", action="store_true",
+                        help="label conflicts and cross-split leaks over near-duplicate "
+                        "groups too, not only exact ones (counted separately)")
+
+
+def _add_findings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--findings", metavar="DIR",
+                        help="act on the findings of an earlier `ferclean audit --out DIR` "
+                        "instead of auditing again (the audit options are then ignored)")
+    _add_audit_settings(parser)
+
+
+def _findings_for(args: argparse.Namespace, ds, plan):  # -> AuditResult
+    """Read the findings given with --findings, or audit what the plan needs."""
+    from ferclean.auditors import audit
+    from ferclean.findings import AuditResult, empty_findings, read_findings
+
+    if args.findings:
+        return read_findings(args.findings)
+    if not plan.issues:  # a plan that removes nothing needs no audit
+        return AuditResult(empty_findings(), {"issues": {}})
+    return audit(ds, only=plan.issues, params=_audit_settings(args))
+
+
+def _summary_table(table) -> str:  # table: DataFrame of AuditResult.table()
+    """The printed audit table; the near columns only when some issue counts near groups."""
+    if not (table["near_groups"].astype(str) != "").any():
+        table = table.drop(columns=["near_groups", "near_images"])
+    return table.to_string(index=False)
+
+
 class AuditCommand(Command):
     name = "audit"
     help = "Audit a dataset: duplicates, label conflicts, cross-split leaks, outliers, imbalance."
@@ -146,46 +200,31 @@ class AuditCommand(Command):
         parser.add_argument("--skip", help="comma-separated auditors to leave out")
         parser.add_argument("--json", action="store_true",
                             help="print the summary as JSON instead of a table")
-        parser.add_argument("--mirror", action="store_true",
-                            help="near duplicates: also find horizontally flipped copies")
-        parser.add_argument("--near-radius", type=int, metavar="BITS",
-                            help="near duplicates: Hamming radius of the hash search, of 64 "
-                            "bits (default 8; larger finds more candidates, slower)")
-        parser.add_argument("--near-similarity", type=float, metavar="S",
-                            help="near duplicates: least verified similarity (normalised "
-                            "cross-correlation, default 0.97)")
-        parser.add_argument("--with-near", action="store_true",
-                            help="label conflicts and cross-split leaks over near-duplicate "
-                            "groups too, not only exact ones (counted separately)")
+        _add_audit_settings(parser)
         parser.add_argument("--html", metavar="FILE",
                             help="also write a self-contained HTML report with image galleries")
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.auditors.runner import audit_and_write
+        from ferclean._atomic import refuse_input_overwrite
+        from ferclean._json import dumps
+        from ferclean.auditors import audit
 
         ds = _load_input(args)
+        refuse_input_overwrite(args.out, args.path)
+        if args.html:
+            refuse_input_overwrite(args.html, args.path)
         only = args.only.split(",") if args.only else None
         skip = args.skip.split(",") if args.skip else None
-        near = {"mirror": True} if args.mirror else {}
-        if args.near_radius is not None:
-            near["radius"] = args.near_radius
-        if args.near_similarity is not None:
-            near["similarity"] = args.near_similarity
-        params: dict[str, dict] = {"near_duplicate": near} if near else {}
-        if args.with_near:
-            params["label_conflict"] = params["cross_split_leak"] = {"duplicates": "all"}
-        summary, table, result = audit_and_write(ds, args.out, only=only, skip=skip,
-                                                 inputs=[args.path], params=params)
+        result = audit(ds, only=only, skip=skip, params=_audit_settings(args))
+        result.save(args.out)
         if args.html:
-            from ferclean._atomic import refuse_input_overwrite
             from ferclean.reporting import write_report
 
-            refuse_input_overwrite(args.html, args.path)
             write_report(ds, result, args.html, figures_dir=Path(args.out) / "figures")
         if args.json:
-            print(json.dumps(summary, indent=2))
+            print(dumps(result.summary), end="")
         else:
-            print(table)
+            print(_summary_table(result.table()))
             print(f"\nfindings and summary written to {Path(args.out)}/")
             if args.html:
                 print(f"HTML report written to {args.html}")
@@ -208,19 +247,21 @@ class CleanCommand(Command):
         parser.add_argument("--write-plan", metavar="FILE",
                             help="also save the plan used, to read or edit")
         parser.add_argument("--overwrite", action="store_true")
+        _add_findings(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.cleaning import CleaningPlan, clean_to
+        from ferclean.cleaning import CleaningPlan, clean
 
         ds = _load_input(args)
         plan = CleaningPlan.resolve(args.plan)
-        cleaned, manifest = clean_to(ds, plan, args.out, format=args.out_format,
-                                     overwrite=args.overwrite)
+        result = clean(ds, plan, _findings_for(args, ds, plan))
+        result.save(args.out, format=args.out_format, overwrite=args.overwrite)
         if args.write_plan:
             plan.save(args.write_plan)
+        manifest = result.manifest
         print(manifest.summary().to_string(index=False) if len(manifest.removed)
               else "nothing removed")
-        print(f"\nkept {len(cleaned)} of {len(ds)} images; wrote {args.out}/ "
+        print(f"\nkept {len(result.cleaned)} of {len(ds)} images; wrote {args.out}/ "
               f"(restore with: ferclean restore {args.out} --out ORIGINAL)")
         return EXIT_OK
 
@@ -256,12 +297,15 @@ class PublishCommand(Command):
         parser.add_argument("--out", required=True, help="release folder (must not exist)")
         parser.add_argument("--name", help="file-name stem of the release's data files")
         parser.add_argument("--overwrite", action="store_true")
+        _add_findings(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.cleaning import publish
+        from ferclean.cleaning import CleaningPlan, clean, publish
 
         ds = _load_input(args)
-        out = publish(ds, args.plan, args.out, name=args.name, overwrite=args.overwrite)
+        plan = CleaningPlan.resolve(args.plan)
+        result = clean(ds, plan, _findings_for(args, ds, plan))
+        out = publish(result, args.out, name=args.name, overwrite=args.overwrite)
         print(f"published {out}/ (see {out}/README.md; verify with sha256sum -c SHA256SUMS)")
         return EXIT_OK
 

@@ -1,27 +1,43 @@
-"""The findings table: the stable contract every auditor returns and ``findings.csv`` holds.
+"""The findings table: the contract every auditor returns, ``findings.csv`` holds and
+:func:`read_findings` reads back.
 
-Long form, one row per (image, issue):
+Long form, one row per (image, issue). Format version :data:`FINDINGS_VERSION` (2):
 
-========== ======= ==================================================================
-column     dtype   meaning
-========== ======= ==================================================================
-row        int64   0-based position of the image in its input (``FaceDataset.rows``)
-image_id   str     the image's stable id (``FaceDataset.ids``)
-split      str     ``Training``, ``PublicTest`` or ``PrivateTest``
-label      int64   emotion id 0..6, ``-1`` if unlabeled
-issue      str     one of :data:`ISSUE_TYPES`
-group      int64   duplicate/conflict/leak group id within the issue; ``-1`` if none
-score      float64 severity in [0, 1]: **higher is worse** (1 = certain, e.g. an exact
-                   copy); rank findings by it, descending
-detail     str     a human-readable reason
-========== ======= ==================================================================
+=========== ======= ==================================================================
+column      dtype   meaning
+=========== ======= ==================================================================
+row         int64   0-based position of the image in its input (``FaceDataset.rows``)
+image_id    str     the image's stable id (``FaceDataset.ids``)
+split       str     ``Training``, ``PublicTest`` or ``PrivateTest``
+label       int64   emotion id 0..6, ``-1`` if unlabeled
+issue       str     the issue type: an auditor's ``issue_name``
+group       int64   duplicate/conflict/leak group id within the issue; ``-1`` if none
+kind        str     how a group's copies match: ``exact`` (identical pixels), ``near``
+                    (edited copies) or ``mirror`` (a flipped copy in the group); empty
+                    for issues without groups
+related_row int64   the row of the image this one is tied to (a near copy's closest
+                    match, an exact copy's first image); ``-1`` if none
+score       float64 severity in [0, 1]: **higher is worse** (1 = certain, e.g. an exact
+                    copy); rank findings by it, descending
+detail      str     a human-readable reason, for people only: code reads the columns
+                    above, never this text
+=========== ======= ==================================================================
 
 Group ids are numbered 0.. in order of each group's first row, so they are deterministic.
+Version 1 files (no ``kind`` and ``related_row`` columns) still read: ``kind`` is then
+recovered from the old ``detail`` wording, the only place version 1 kept it.
+
+This module knows the table, not the auditors: which issue names exist, and how each is
+summarised, is the auditor registry's business (:mod:`ferclean.auditors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,25 +45,27 @@ import pandas as pd
 
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 
-ISSUE_TYPES: tuple[str, ...] = (
-    "exact_duplicate",
-    "near_duplicate",
-    "label_conflict",
-    "cross_split_leak",
-    "outlier",
-    "class_imbalance",
-)
+#: Version of the findings format that :func:`write_findings` writes.
+FINDINGS_VERSION = 2
+#: ``format`` tag of ``summary.json``.
+FINDINGS_FORMAT = "ferclean-findings"
+FINDINGS_FILE = "findings.csv"
+SUMMARY_FILE = "summary.json"
+
 COLUMNS: tuple[str, ...] = (
+    "row", "image_id", "split", "label", "issue", "group", "kind", "related_row", "score",
+    "detail",
+)
+_V1_COLUMNS: tuple[str, ...] = (
     "row", "image_id", "split", "label", "issue", "group", "score", "detail",
 )
 _DTYPES = {
     "row": "int64", "image_id": object, "split": object, "label": "int64", "issue": object,
-    "group": "int64", "score": "float64", "detail": object,
+    "group": "int64", "kind": object, "related_row": "int64", "score": "float64",
+    "detail": object,
 }
-#: Issue types whose findings come in groups of copies.
-GROUPED_ISSUES: tuple[str, ...] = (
-    "exact_duplicate", "near_duplicate", "label_conflict", "cross_split_leak",
-)
+#: Values of the ``kind`` column ("" for issues without groups).
+KINDS: tuple[str, ...] = ("exact", "near", "mirror", "")
 
 
 def make_findings(
@@ -57,21 +75,26 @@ def make_findings(
     *,
     score: Any = 1.0,
     group: Any = -1,
+    kind: Any = "",
+    related: Any = -1,
     detail: Any = "",
 ) -> pd.DataFrame:
     """Build a findings table for images ``index`` of ``dataset`` (positions, not rows).
+
+    ``related`` holds positions too (``-1`` for none); the table stores their rows.
 
     Examples
     --------
     >>> import numpy as np
     >>> ds = FaceDataset(np.zeros((3, 48, 48), np.uint8), labels=[0, 1, 2])
-    >>> make_findings(ds, [0, 2], "outlier", score=[0.9, 0.7], detail="flat").label.tolist()
-    [0, 2]
+    >>> f = make_findings(ds, [0, 2], "outlier", score=[0.9, 0.7], detail="flat")
+    >>> f.label.tolist(), f.related_row.tolist()
+    ([0, 2], [-1, -1])
     """
-    if issue not in ISSUE_TYPES:
-        raise ValueError(f"unknown issue {issue!r}; expected one of {', '.join(ISSUE_TYPES)}")
     index = np.asarray(index, dtype=np.int64).reshape(-1)
     n = len(index)
+    related = np.broadcast_to(np.asarray(related, dtype=np.int64), (n,))
+    related_row = np.where(related >= 0, dataset.rows[np.maximum(related, 0)], -1)
     frame = pd.DataFrame(
         {
             "row": dataset.rows[index],
@@ -80,6 +103,8 @@ def make_findings(
             "label": dataset.labels[index].astype(np.int64),
             "issue": np.full(n, issue, dtype=object),
             "group": np.broadcast_to(np.asarray(group, dtype=np.int64), (n,)),
+            "kind": np.broadcast_to(np.asarray(kind, dtype=object), (n,)),
+            "related_row": related_row.astype(np.int64),
             "score": np.broadcast_to(np.asarray(score, dtype=np.float64), (n,)),
             "detail": np.broadcast_to(np.asarray(detail, dtype=object), (n,)),
         }
@@ -98,112 +123,264 @@ def empty_findings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in COLUMNS})
 
 
-def validate_findings(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check columns, dtypes, issue names and score range; return the table in order.
+def validate_findings(frame: pd.DataFrame, issues: Iterable[str] | None = None) -> pd.DataFrame:
+    """Check columns, dtypes, kinds and score range; return the table in column order.
+
+    ``issues``, when given, are the issue names allowed.
 
     Examples
     --------
     >>> validate_findings(empty_findings()).shape
-    (0, 8)
+    (0, 10)
+    >>> validate_findings(empty_findings().drop(columns="kind"))
+    Traceback (most recent call last):
+    ...
+    ValueError: findings table is missing column(s): kind
     """
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"findings table is missing column(s): {', '.join(missing)}")
     frame = frame.loc[:, list(COLUMNS)].astype(_DTYPES)
     if len(frame):
-        bad = ~frame["issue"].isin(ISSUE_TYPES)
-        if bad.any():
-            raise ValueError(f"unknown issue type(s): {sorted(set(frame['issue'][bad]))}")
+        if issues is not None:
+            bad = ~frame["issue"].isin(list(issues))
+            if bad.any():
+                raise ValueError(f"unknown issue type(s): {sorted(set(frame['issue'][bad]))}")
+        bad_kind = ~frame["kind"].isin(KINDS)
+        if bad_kind.any():
+            raise ValueError(f"unknown kind(s) {sorted(set(frame['kind'][bad_kind]))}; "
+                             f"expected one of {', '.join(repr(k) for k in KINDS)}")
         score = frame["score"].to_numpy()
         if np.any(~np.isfinite(score)) or score.min() < 0 or score.max() > 1:
             raise ValueError("finding scores must lie in [0, 1]")
     return frame.reset_index(drop=True)
 
 
-def concat_findings(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Stack auditor outputs into one report (sorted by issue order, then row).
+def concat_findings(tables: Iterable[pd.DataFrame],
+                    order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Stack auditor outputs into one report, sorted by issue (in ``order``), group, row.
 
     Examples
     --------
     >>> concat_findings([empty_findings(), empty_findings()]).shape
-    (0, 8)
+    (0, 10)
     """
     tables = [t for t in tables if len(t)]
     if not tables:
         return empty_findings()
     frame = pd.concat(tables, ignore_index=True)
-    order = {name: i for i, name in enumerate(ISSUE_TYPES)}
-    frame = frame.assign(_issue=frame["issue"].map(order))
+    names = list(order) if order is not None else list(dict.fromkeys(frame["issue"]))
+    rank = {name: i for i, name in enumerate(names)}
+    frame = frame.assign(_issue=frame["issue"].map(rank).fillna(len(rank)))
     frame = frame.sort_values(["_issue", "group", "row"], kind="stable").drop(columns="_issue")
     return validate_findings(frame)
 
 
-def summarize(findings: pd.DataFrame, dataset: FaceDataset, extra: dict | None = None) -> dict:
-    """What ``summary.json`` holds.
-
-    ``{"n_images": N, "splits": {...}, "labels": {...}, "issues": {ISSUE: {"groups": G,
-    "images": I, ...}}}``. For grouped issues ``images`` counts every image in a flagged
-    group and ``removable`` those beyond the first of their group. For label conflicts
-    and cross-split leaks, ``groups``, ``images`` and ``removable`` count exact groups
-    only, and ``near_groups``, ``near_images`` and ``near_removable`` the near-duplicate
-    groups (``detail`` starting ``"near duplicate group"``), when any were examined.
-    ``extra`` adds per-issue fields (e.g. leak counts by split pair).
+def group_counts(part: pd.DataFrame) -> dict[str, int]:
+    """Groups, images in them, and images beyond the first of each group.
 
     Examples
     --------
     >>> import numpy as np
-    >>> ds = FaceDataset(np.zeros((2, 48, 48), np.uint8), labels=[0, 0])
-    >>> f = make_findings(ds, [0, 1], "exact_duplicate", group=0)
-    >>> summarize(f, ds)["issues"]["exact_duplicate"]
-    {'groups': 1, 'images': 2, 'removable': 1}
+    >>> ds = FaceDataset(np.zeros((3, 48, 48), np.uint8))
+    >>> group_counts(make_findings(ds, [0, 1, 2], "exact_duplicate", group=0))
+    {'groups': 1, 'images': 3, 'removable': 2}
     """
-    issues: dict[str, dict[str, Any]] = {}
-    for issue in ISSUE_TYPES:
-        part = findings[findings["issue"] == issue]
-        if issue not in (extra or {}) and part.empty:
-            continue
-        entry: dict[str, Any] = {}
-        if issue in GROUPED_ISSUES:
-            near = np.zeros(len(part), bool)
-            if issue in _MIXED_ISSUES:  # exact and near groups: counted apart
-                near = part["detail"].astype(str).str.startswith(_NEAR_PREFIX).to_numpy()
-            entry = _group_counts(part[~near])
-            if near.any():
-                entry.update({f"near_{k}": v for k, v in _group_counts(part[near]).items()})
-        else:
-            entry = {"groups": 0, "images": int(part["row"].nunique())}
-        entry.update((extra or {}).get(issue, {}))
-        issues[issue] = entry
-    return {
-        "n_images": len(dataset),
-        "splits": dataset.split_counts(),
-        "labels": {name: int((dataset.labels == i).sum()) for i, name in enumerate(EMOTIONS)},
-        "issues": issues,
-    }
-
-
-#: Issues whose findings can hold exact and near-duplicate groups side by side.
-_MIXED_ISSUES: tuple[str, ...] = ("label_conflict", "cross_split_leak")
-_NEAR_PREFIX = "near duplicate group"
-
-
-def _group_counts(part: pd.DataFrame) -> dict[str, int]:
     n_groups = int(part["group"].nunique())
     n_images = int(part["row"].nunique())
     return {"groups": n_groups, "images": n_images, "removable": n_images - n_groups}
 
 
-def summary_table(summary: dict) -> pd.DataFrame:
-    """The short table the CLI prints: issue, groups, images (and removable).
+def dataset_summary(dataset: FaceDataset) -> dict[str, Any]:
+    """The dataset part of ``summary.json``: image count, split and label counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dataset_summary(FaceDataset(np.zeros((2, 48, 48), np.uint8), labels=[0, 0]))["n_images"]
+    2
+    """
+    return {
+        "n_images": len(dataset),
+        "splits": dataset.split_counts(),
+        "labels": {name: int((dataset.labels == i).sum()) for i, name in enumerate(EMOTIONS)},
+    }
+
+
+# ---------------------------------------------------------------------- files
+def write_findings(findings: pd.DataFrame, summary: dict[str, Any],
+                   out: str | os.PathLike) -> Path:
+    """Write ``findings.csv`` and ``summary.json`` into folder ``out``, each atomically.
+
+    ``summary.json`` records the format and its version, which :func:`read_findings`
+    checks.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> ds = FaceDataset(np.zeros((2, 48, 48), np.uint8))
+    >>> f = make_findings(ds, [0, 1], "exact_duplicate", group=0, kind="exact")
+    >>> out = write_findings(f, {"issues": {}}, pathlib.Path(tempfile.mkdtemp()) / "audit")
+    >>> sorted(p.name for p in out.iterdir())
+    ['findings.csv', 'summary.json']
+    """
+    from ferclean._atomic import atomic_file
+    from ferclean._json import dumps
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"format": FINDINGS_FORMAT, "version": FINDINGS_VERSION,
+               **{k: v for k, v in summary.items() if k not in ("format", "version")}}
+    with atomic_file(out / FINDINGS_FILE) as tmp:
+        validate_findings(findings).to_csv(tmp, index=False)
+    with atomic_file(out / SUMMARY_FILE) as tmp:
+        tmp.write_text(dumps(summary))
+    return out
+
+
+def read_findings(path: str | os.PathLike) -> AuditResult:
+    """Read an audit folder (or its ``findings.csv``) back as an :class:`AuditResult`.
+
+    The schema and version are checked; version 1 files (written before the ``kind`` and
+    ``related_row`` columns) are upgraded on reading.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when it is not a ferclean findings file, is of an unknown
+        version, or lacks columns.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> ds = FaceDataset(np.zeros((2, 48, 48), np.uint8))
+    >>> f = make_findings(ds, [0, 1], "exact_duplicate", group=0, kind="exact")
+    >>> out = write_findings(f, {"issues": {}}, pathlib.Path(tempfile.mkdtemp()))
+    >>> back = read_findings(out)
+    >>> back.findings.equals(f), back.summary["version"]
+    (True, 2)
+    """
+    path = Path(path)
+    folder = path.parent if path.name == FINDINGS_FILE else path
+    csv_path, summary_path = folder / FINDINGS_FILE, folder / SUMMARY_FILE
+    for p in (csv_path, summary_path):
+        if not p.is_file():
+            raise ValueError(f"{p}: no such file; pass the folder `ferclean audit --out` "
+                             f"wrote (it holds {FINDINGS_FILE} and {SUMMARY_FILE})")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{summary_path}: not valid JSON: {exc}") from None
+    if not isinstance(summary, dict) or "issues" not in summary:
+        raise ValueError(f"{summary_path}: not a ferclean audit summary (no 'issues')")
+    version = summary.get("version", 1)
+    if summary.get("format", FINDINGS_FORMAT) != FINDINGS_FORMAT or version not in (1, 2):
+        raise ValueError(f"{summary_path}: format {summary.get('format')!r} version "
+                         f"{version!r} is not one this ferclean reads ({FINDINGS_FORMAT} "
+                         f"1 or {FINDINGS_VERSION})")
+    try:
+        frame = pd.read_csv(csv_path, dtype={"image_id": str, "split": str, "issue": str,
+                                             "kind": str, "detail": str},
+                            keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{csv_path}: not a readable findings table: {exc}") from None
+    expected = COLUMNS if version == 2 else _V1_COLUMNS
+    summary = {**summary, "format": FINDINGS_FORMAT, "version": FINDINGS_VERSION}
+    if frame.empty and not len(frame.columns):
+        return AuditResult(empty_findings(), summary)
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{csv_path}: missing column(s) {', '.join(missing)} of findings "
+                         f"version {version}")
+    if version == 1:
+        frame = _upgrade_v1(frame)
+    try:
+        frame = validate_findings(frame)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{csv_path}: {exc}") from None
+    return AuditResult(frame, summary)
+
+
+def _upgrade_v1(frame: pd.DataFrame) -> pd.DataFrame:
+    """Version 1 kept a group's kind only in ``detail``'s wording; read it from there."""
+    detail = frame["detail"].astype(str)
+    grouped = frame["group"].to_numpy() >= 0
+    near = detail.str.startswith("near duplicate group") | (frame["issue"] == "near_duplicate")
+    kind = np.where(~grouped, "", np.where(near, "near", "exact"))
+    return frame.assign(kind=kind.astype(object), related_row=-1)
+
+
+def summary_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """One row per issue: groups, images and removable, exact and near side by side.
+
+    ``near_groups``/``near_images`` are filled for issues that count near-duplicate groups
+    apart (label conflicts and leaks over near copies), and empty elsewhere.
 
     Examples
     --------
     >>> summary_table({"issues": {"outlier": {"groups": 0, "images": 3}}}).images.tolist()
     [3]
     """
-    rows = [
-        {"issue": k, "groups": v.get("groups", 0), "images": v.get("images", 0),
-         "removable": v.get("removable", "")}
-        for k, v in summary["issues"].items()
-    ]
-    return pd.DataFrame(rows, columns=["issue", "groups", "images", "removable"])
+    columns = ["issue", "groups", "images", "removable", "near_groups", "near_images"]
+    rows = [{"issue": k, "groups": v.get("groups", 0), "images": v.get("images", 0),
+             "removable": v.get("removable", ""), "near_groups": v.get("near_groups", ""),
+             "near_images": v.get("near_images", "")}
+            for k, v in summary["issues"].items()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass
+class AuditResult:
+    """What an audit returns, and what :func:`read_findings` reads back.
+
+    Attributes
+    ----------
+    findings : DataFrame
+        The findings table (see the module docs).
+    summary : dict
+        What ``summary.json`` holds: dataset counts, per-issue counts, the settings used.
+    auditors : list of Auditor
+        The fitted auditors (empty when read back from files).
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> from ferclean.auditors import audit
+    >>> result = audit(demo_dataset(n_faces=300), only=["exact_duplicate"])
+    >>> list(result.table().columns)[:4]
+    ['issue', 'groups', 'images', 'removable']
+    >>> set(result.of("exact_duplicate")["issue"])
+    {'exact_duplicate'}
+    """
+
+    findings: pd.DataFrame
+    summary: dict[str, Any]
+    auditors: list[Any] = field(default_factory=list)
+
+    @property
+    def issues(self) -> list[str]:
+        """The issue types this audit examined (found or not), in audit order."""
+        return list(self.summary.get("issues", {}))
+
+    def table(self) -> pd.DataFrame:
+        """The short summary table (see :func:`summary_table`)."""
+        return summary_table(self.summary)
+
+    def of(self, issue: str) -> pd.DataFrame:
+        """The findings of one issue type."""
+        return self.findings[self.findings["issue"] == issue].reset_index(drop=True)
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write ``findings.csv`` and ``summary.json`` into folder ``out``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ferclean.demo import demo_dataset
+        >>> from ferclean.auditors import audit
+        >>> result = audit(demo_dataset(n_faces=300), only=["exact_duplicate"])
+        >>> out = result.save(pathlib.Path(tempfile.mkdtemp()) / "audit")
+        >>> read_findings(out).findings.equals(result.findings)
+        True
+        """
+        return write_findings(self.findings, self.summary, out)

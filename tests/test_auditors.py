@@ -99,7 +99,7 @@ def test_only_skip_and_specs(demo):
     assert set(result.findings.issue) == {"label_conflict"}
     result = ferclean.audit(demo.dataset, skip=["class_imbalance", "outlier"])
     assert "class_imbalance" not in set(result.findings.issue)
-    with pytest.raises(ValueError, match="unknown auditor 'nope' in only=; available: "):
+    with pytest.raises(ValueError, match=r"unknown auditor\(s\) 'nope' in only=; available: "):
         ferclean.audit(demo.dataset, only=["nope"])
     result = ferclean.audit(demo.dataset, [{"class_imbalance": {"threshold": 0.9}}])
     assert result.auditors[0].threshold == 0.9
@@ -164,9 +164,12 @@ def test_bad_parameters_and_inputs():
 def test_findings_contract():
     ds = EDGE_CASES["all identical"]()
     with pytest.raises(ValueError, match="unknown issue"):
-        make_findings(ds, [0], "blurry")
+        validate_findings(make_findings(ds, [0], "blurry"), issues=REGISTRY)
+    with pytest.raises(ValueError, match="unknown kind"):
+        make_findings(ds, [0], "exact_duplicate", kind="fuzzy")
     with pytest.raises(ValueError, match=r"scores must lie in \[0, 1\]"):
         make_findings(ds, [0], "outlier", score=1.5)
     table = concat_findings([make_findings(ds, [1], "outlier"),
-                             make_findings(ds, [0, 2], "exact_duplicate", group=0)])
+                             make_findings(ds, [0, 2], "exact_duplicate", group=0)],
+                            order=list(REGISTRY))
     assert table.issue.tolist() == ["exact_duplicate", "exact_duplicate", "outlier"]

@@ -13,14 +13,15 @@ from ferclean.cleaning import (
     PRESETS,
     CleaningPlan,
     Rule,
+    audit_and_clean,
     clean,
-    clean_to,
     publish,
     restore,
     restore_from,
     select_removals,
 )
 from ferclean.demo import make_demo
+from ferclean.findings import read_findings
 from ferclean.io import load, save
 
 EXACT = {"label_conflict": {"duplicates": "exact"}, "cross_split_leak": {"duplicates": "exact"}}
@@ -31,45 +32,45 @@ def demo():
     return make_demo(n_faces=400, seed=1)
 
 
-def _exact(plan: str) -> CleaningPlan:
-    """A preset whose duplicate-type rules look at exact groups only (as the truth does)."""
-    base = PRESETS[plan]
-    return CleaningPlan(base.name, base.rules, base.description, {**EXACT, **base.auditors})
+@pytest.fixture(scope="module")
+def exact_audit(demo):
+    """Findings whose duplicate-type issues look at exact groups only (as the truth does)."""
+    return ferclean.audit(demo.dataset, params=EXACT)
 
 
 def rows_removed(manifest) -> set[int]:
     return set(manifest.removed.row.tolist())
 
 
-def test_raw_removes_nothing(demo):
-    cleaned, manifest = clean(demo.dataset, "raw")
+def test_raw_removes_nothing(demo, exact_audit):
+    cleaned, manifest = clean(demo.dataset, "raw", exact_audit)
     assert cleaned.equals(demo.dataset) and manifest.removed.empty
 
 
-def test_dedup_keeps_first_of_every_exact_group(demo):
-    _, manifest = clean(demo.dataset, _exact("dedup"))
+def test_dedup_keeps_first_of_every_exact_group(demo, exact_audit):
+    _, manifest = clean(demo.dataset, "dedup", exact_audit)
     expected = {r for g in demo.truth.exact_groups() for r in sorted(g)[1:]}
     assert rows_removed(manifest) == expected
 
 
-def test_no_conflicts_drops_every_member(demo):
-    _, manifest = clean(demo.dataset, _exact("no-conflicts"))
+def test_no_conflicts_drops_every_member(demo, exact_audit):
+    _, manifest = clean(demo.dataset, "no-conflicts", exact_audit)
     assert rows_removed(manifest) == set().union(*demo.truth.conflict_groups("exact"))
 
 
-def test_no_outliers_and_seed_final_follow_the_findings(demo):
+def test_no_outliers_and_seed_final_follow_the_findings(demo, exact_audit):
     outliers = ferclean.audit(demo.dataset, only=["outlier"]).findings
-    _, manifest = clean(demo.dataset, "no-outliers")
+    _, manifest = clean(demo.dataset, "no-outliers", exact_audit)
     assert rows_removed(manifest) == set(outliers.row)
     assert set(outliers.row) & set(demo.truth.non_face_rows())  # it does find non-faces
-    _, manifest = clean(demo.dataset, _exact("seed-final"))
+    _, manifest = clean(demo.dataset, "seed-final", exact_audit)
     conflicts = set().union(*demo.truth.conflict_groups("exact"))
     assert rows_removed(manifest) == conflicts | set(outliers.row)
 
 
-def test_strict_never_touches_test_splits(demo):
+def test_strict_never_touches_test_splits(demo, exact_audit):
     ds = demo.dataset
-    _, manifest = clean(ds, _exact("strict"))
+    cleaned, manifest = clean(ds, "strict", exact_audit)
     assert set(manifest.removed.split) <= {"Training"}
     train = set(np.flatnonzero(ds.split_mask("Training")).tolist())
     outliers = set(ferclean.audit(ds, only=["outlier"]).findings.row)
@@ -84,14 +85,13 @@ def test_strict_never_touches_test_splits(demo):
     expected |= outliers & train
     assert rows_removed(manifest) == expected
     # no exact copy of a test image is left in Training
-    cleaned, _ = clean(ds, _exact("strict"))
     leaks = ferclean.audit(cleaned, [{"cross_split_leak": {"duplicates": "exact"}}]).findings
     assert not (leaks.split == "Training").any()
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_restore_is_exact_for_every_preset(demo, preset):
-    cleaned, manifest = clean(demo.dataset, preset)
+def test_restore_is_exact_for_every_preset(demo, exact_audit, preset):
+    cleaned, manifest = clean(demo.dataset, preset, exact_audit)
     removed = demo.dataset[manifest.removed.position.to_numpy()]
     back = restore(cleaned, manifest, removed)
     assert back.equals(demo.dataset, ids=True)
@@ -110,7 +110,9 @@ def test_restore_round_trip_through_files(tmp_path, demo, form, preset):
     original = load(src)
     before = file_digest(src) if src.is_file() else None
     out = tmp_path / "out"
-    cleaned, manifest = clean_to(original, preset, out)
+    result = audit_and_clean(original, preset)
+    result.save(out)
+    manifest = result.manifest
     assert (out / manifest.info["files"]["cleaned"]).exists()
     back = restore_from(out)
     assert back.equals(original, ids=True)
@@ -122,27 +124,28 @@ def test_restore_round_trip_through_files(tmp_path, demo, form, preset):
 def test_refuses_to_write_over_input(tmp_path, demo):
     folder = save(demo.dataset, tmp_path / "data", image_format="png")
     with pytest.raises(ValueError, match="refusing to write"):
-        clean_to(load(folder), "dedup", folder / "clean")
+        audit_and_clean(load(folder), "dedup").save(folder / "clean")
     csv = save(demo.dataset, tmp_path / "d.csv")
     with pytest.raises(ValueError, match="refusing to write"):
-        publish(load(csv), "raw", csv)
+        publish(audit_and_clean(load(csv), "raw"), csv)
 
 
 def test_crash_leaves_no_output(tmp_path, demo, monkeypatch):
-    import ferclean.cleaning._publish as pub
+    import ferclean.cleaning.outputs as pub
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(pub, "write_npz", boom)
+    result = audit_and_clean(demo.dataset, "dedup")
     with pytest.raises(RuntimeError):
-        clean_to(demo.dataset, "dedup", tmp_path / "out")
+        result.save(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []  # no output, no temp folder left
 
 
-def test_publish_is_deterministic_and_complete(tmp_path, demo):
-    a = publish(demo.dataset, "seed-final", tmp_path / "a")
-    b = publish(demo.dataset, "seed-final", tmp_path / "b")
+def test_publish_is_deterministic_and_complete(tmp_path, demo, exact_audit):
+    a = publish(clean(demo.dataset, "seed-final", exact_audit), tmp_path / "a")
+    b = publish(clean(demo.dataset, "seed-final", exact_audit), tmp_path / "b")
     files_a = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
     assert files_a == files_b
@@ -166,13 +169,12 @@ def test_publish_refuses_resampled_or_synthetic(tmp_path, demo):
 
     synthetic = FaceDataset(ds.pixels, ds.labels, ds.splits, synthetic=np.ones(len(ds), bool))
     with pytest.raises(ValueError, match="synthetic"):
-        publish(synthetic, "raw", tmp_path / "rel")
+        audit_and_clean(synthetic, "raw")
 
 
 def test_plan_files_round_trip_and_validate(tmp_path):
     plan = CleaningPlan("mine", (Rule("outlier", "drop_above", threshold=0.8),
-                                 Rule("exact_duplicate", "keep_one", keep="prefer_training")),
-                        auditors={"outlier": {"method": "mean_iqr"}})
+                                 Rule("exact_duplicate", "keep_one", keep="prefer_training")))
     path = plan.save(tmp_path / "plan.json")
     assert CleaningPlan.load(path) == plan
     assert CleaningPlan.resolve(str(path)) == plan
@@ -186,9 +188,47 @@ def test_plan_files_round_trip_and_validate(tmp_path):
     with pytest.raises(ValueError, match="unknown preset"):
         CleaningPlan.preset("tidy")
 
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"name": "x", "rules": [], "auditors": {"outlier": {}}}))
+    with pytest.raises(ValueError, match="no longer carry audit settings"):
+        CleaningPlan.load(old)
+
 
 def test_drop_above_threshold(demo):
     found = ferclean.audit(demo.dataset, only=["class_imbalance"]).findings
     plan = CleaningPlan("t", (Rule("class_imbalance", "drop_above", threshold=0.7),))
     removed = select_removals(demo.dataset, plan, found)
     assert set(demo.dataset.rows[removed.position]) == set(found[found.score >= 0.7].row)
+
+
+def test_clean_needs_findings_of_the_issues_it_acts_on(demo):
+    only_exact = ferclean.audit(demo.dataset, only=["exact_duplicate"])
+    with pytest.raises(ValueError, match="did not examine"):
+        clean(demo.dataset, "seed-final", only_exact)
+    other = make_demo(n_faces=300, seed=5).dataset
+    with pytest.raises(ValueError, match="do not belong to this dataset|not in this dataset"):
+        clean(other, "dedup", only_exact)
+
+
+def test_audit_clean_round_trip_through_files_matches_memory(tmp_path, demo):
+    """Findings written by audit and read back give exactly the in-memory removals."""
+    params = {"near_duplicate": {"similarity": 0.99, "mirror": True},
+              "label_conflict": {"duplicates": "all"}, "cross_split_leak": {"duplicates": "all"}}
+    result = ferclean.audit(demo.dataset, params=params)
+    back = read_findings(result.save(tmp_path / "audit"))
+    assert back.findings.equals(result.findings)
+    assert back.summary["issues"] == json.loads(json.dumps(result.summary["issues"]))
+    for preset in PRESETS:
+        _, in_memory = clean(demo.dataset, preset, result)
+        _, from_files = clean(demo.dataset, preset, back)
+        assert in_memory.removed.equals(from_files.removed), preset
+
+
+def test_plan_acts_on_the_audit_settings(demo):
+    """A stricter near-duplicate threshold in the audit changes what strict removes."""
+    strict = CleaningPlan("near", (Rule("label_conflict", "drop_all"),))
+    params = {"label_conflict": {"duplicates": "all"}}
+    loose = clean(demo.dataset, strict, ferclean.audit(demo.dataset, params=params))
+    tight = clean(demo.dataset, strict, ferclean.audit(
+        demo.dataset, params={**params, "near_duplicate": {"similarity": 0.999}}))
+    assert len(tight.manifest.removed) < len(loose.manifest.removed)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 import ferclean
 from ferclean.auditors import (
@@ -91,8 +92,17 @@ def test_findings_scores_and_groups(demo, mirrored):
     first = findings.groupby("group").row.transform("min")
     assert findings.detail[findings.row != first].str.endswith("removable").all()
     assert not findings.detail[findings.row == first].str.endswith("removable").any()
-    assert context.extra["near_groups"] is auditor.groups_
+    again = NearDuplicateAuditor(mirror=True)  # same settings, same context: no new search
+    again.audit(demo.dataset, context)
+    assert again.groups_ is auditor.groups_
     assert auditor.groups_.kind == "near"
+    assert set(findings.kind) <= {"near", "mirror"}
+    mirrored = auditor.link_kind_[auditor.groups_.group_of >= 0] == "mirror"
+    assert (findings.sort_values("row").kind.eq("mirror").to_numpy() == mirrored).all()
+    # every finding names its closest match, a member of its own group
+    by_row = findings.set_index("row")
+    assert by_row.related_row.isin(by_row.index).all()
+    assert (by_row.group.to_numpy() == by_row.loc[by_row.related_row, "group"].to_numpy()).all()
     assert auditor.groups_.n_groups == findings.group.nunique()
     assert set(auditor.pairs_.kind) <= {"near", "mirror"}
     assert (auditor.pairs_.similarity >= 0.97).all()
@@ -121,23 +131,23 @@ def test_index_query_finds_the_planted_copy(demo):
 
 
 def test_conflicts_and_leaks_over_near_groups(demo):
-    context = AuditContext(demo.dataset)
     near = NearDuplicateAuditor(mirror=True)  # mirrored copies leak and conflict too
+    context = AuditContext(demo.dataset, {"near_duplicate": near})
     near.audit(demo.dataset, context)
     conflicts = LabelConflictAuditor(duplicates="all").audit(demo.dataset, context)
     leaks = CrossSplitLeakAuditor(duplicates="all").audit(demo.dataset, context)
-    assert context.extra["near_groups"] is near.groups_  # the audit's own groups, shared
+    assert context.dependency("near_duplicate") is near  # the audit's own groups, shared
     for findings, truth in ((conflicts, demo.truth.conflict_groups("near")),
                             (leaks, demo.truth.leak_groups("near"))):
-        near = findings[findings.detail.str.startswith("near duplicate group")]
-        exact = findings[findings.detail.str.startswith("exact duplicate group")]
+        near = findings[findings.kind.isin(["near", "mirror"])]
+        exact = findings[findings.kind == "exact"]
         groups = [set(p.row) for _, p in near.groupby("group")]
         for g in truth:
             assert any(set(g) <= h for h in groups)
         assert (near.score >= 0.97).all() and (exact.score == 1.0).all()
     # exact groups are reported exactly as with duplicates="exact"
     alone = LabelConflictAuditor().audit(demo.dataset)
-    exact = conflicts[conflicts.detail.str.startswith("exact")]
+    exact = conflicts[conflicts.kind == "exact"]
     assert {frozenset(p.row) for _, p in exact.groupby("group")} == {
         frozenset(p.row) for _, p in alone.groupby("group")}
 
@@ -216,7 +226,7 @@ def test_parameters_are_validated_and_cloned(demo):
                           ({"backend": "bktree"}, ValueError)):
         with pytest.raises(error):
             NearDuplicateAuditor(**params).audit(SINGLE)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError):
         NearDuplicateIndex().pairs()
     with pytest.raises(ValueError, match="shape"):
         NearDuplicateIndex().fit(np.zeros((2, 32, 32), np.uint8))

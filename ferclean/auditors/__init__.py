@@ -10,9 +10,19 @@ cross_split_leak    :class:`CrossSplitLeakAuditor`      duplicates across splits
 outlier             :class:`OutlierAuditor`             non-faces; mean-pixel outliers
 class_imbalance     :class:`ClassImbalanceAuditor`      under-represented classes
 =================== =================================== ==============================
+
+The registry is open: a class decorated with :func:`register` joins ``ferclean.audit``,
+``findings.csv``, ``summary.json``, the HTML report and cleaning plans.
 """
 
-from ferclean.auditors.base import REGISTRY, Auditor, get_auditor, register
+from ferclean.auditors.base import (
+    REGISTRY,
+    Auditor,
+    get_auditor,
+    issue_types,
+    register,
+    unregister,
+)
 from ferclean.auditors.context import AuditContext
 from ferclean.auditors.duplicates import (
     CrossSplitLeakAuditor,
@@ -21,21 +31,15 @@ from ferclean.auditors.duplicates import (
 )
 from ferclean.auditors.imbalance import ClassImbalanceAuditor
 from ferclean.auditors.near import NearDuplicateAuditor
-
-try:  # written in parallel; optional until it lands
-    from ferclean.auditors.outliers import OutlierAuditor
-except ImportError:  # pragma: no cover
-    OutlierAuditor = None  # type: ignore[assignment,misc]
-
-from ferclean.auditors.runner import Audit, AuditResult, audit, write_audit  # noqa: E402
+from ferclean.auditors.outliers import OutlierAuditor
+from ferclean.auditors.runner import Audit, audit, resolve_auditors
+from ferclean.findings import AuditResult, read_findings
 
 __all__ = [
-    "Audit",
-    "AuditResult",
-    "audit",
-    "write_audit",
     "REGISTRY",
+    "Audit",
     "AuditContext",
+    "AuditResult",
     "Auditor",
     "ClassImbalanceAuditor",
     "CrossSplitLeakAuditor",
@@ -43,6 +47,11 @@ __all__ = [
     "LabelConflictAuditor",
     "NearDuplicateAuditor",
     "OutlierAuditor",
+    "audit",
     "get_auditor",
+    "issue_types",
+    "read_findings",
     "register",
+    "resolve_auditors",
+    "unregister",
 ]

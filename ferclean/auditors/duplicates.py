@@ -1,12 +1,12 @@
 """Exact duplicates, label conflicts and cross-split leakage: three views of one grouping.
 
-All three read the duplicate groups from the shared :class:`AuditContext`, so the pixels
-are hashed and grouped once. Label conflicts and leaks can use exact groups,
-near-duplicate groups (:mod:`ferclean.auditors.near`; computed on first use and shared
-through the context), or both (``duplicates="all"``). With both, every exact group is
+All three read the exact groups from the shared :class:`AuditContext`, so the pixels are
+hashed and grouped once. Label conflicts and leaks can use exact groups, near-duplicate
+groups, or both (``duplicates="all"``); near groups come from the near-duplicate auditor
+as the audit configured it (:meth:`Auditor.requires`). With both, every exact group is
 reported as before, and so is every near group that is more than an exact group; an image
-in both appears once under each, told apart by ``detail`` (``"exact duplicate group"`` or
-``"near duplicate group"``), and ``summary.json`` counts them separately.
+in both appears once under each, told apart by the ``kind`` column, and ``summary.json``
+counts them separately.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ferclean.auditors.base import Auditor, register
-from ferclean.auditors.context import AuditContext, DuplicateGroups
+from ferclean.auditors.context import AuditContext
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
-from ferclean.findings import empty_findings, make_findings
+from ferclean.findings import empty_findings, group_counts, make_findings
+from ferclean.similarity.exact import DuplicateGroups
 
 DUPLICATE_KINDS: tuple[str, ...] = ("exact", "near", "all")
 
@@ -35,9 +36,8 @@ def _check_kind(kind: str) -> str:
 def groups_for(context: AuditContext, kind: str) -> list[DuplicateGroups]:
     """The duplicate groupings an auditor should look at (exact, near or both).
 
-    Near groups come from ``context.extra["near_groups"]`` (stored by the audit's
-    :class:`~ferclean.auditors.near.NearDuplicateAuditor`), or are computed with its
-    defaults on first use.
+    Near groups are those of the context's near-duplicate auditor, run with the settings
+    the context holds for it.
 
     Examples
     --------
@@ -47,13 +47,35 @@ def groups_for(context: AuditContext, kind: str) -> list[DuplicateGroups]:
     ['exact', 'near']
     """
     out = []
-    if kind in ("exact", "all"):
+    if _check_kind(kind) in ("exact", "all"):
         out.append(context.exact_groups)
     if kind in ("near", "all"):
-        from ferclean.auditors.near import near_groups
-
-        out.append(near_groups(context))
+        out.append(context.dependency("near_duplicate").groups_)
     return out
+
+
+def _related_in_group(groups: DuplicateGroups, index: np.ndarray,
+                      first: np.ndarray) -> np.ndarray:
+    """Each member's related image: its group's first, or for the first, the next member."""
+    related = first[groups.group_of[index]]
+    is_first = related == index
+    if is_first.any():
+        second = np.full(groups.n_groups, -1, np.int64)
+        later = index[~is_first]
+        # the lowest later member of each group (members are visited in position order)
+        order = np.argsort(groups.group_of[later], kind="stable")
+        gid, pos = np.unique(groups.group_of[later][order], return_index=True)
+        second[gid] = later[order][pos]
+        related[is_first] = second[groups.group_of[index[is_first]]]
+    return related
+
+
+def _first_rows(groups: DuplicateGroups) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each group's first image, and the mask of first images."""
+    first_mask = groups.first()
+    first = np.full(groups.n_groups, -1, np.int64)
+    first[groups.group_of[first_mask]] = np.flatnonzero(first_mask)
+    return first, first_mask
 
 
 def _label_multiset(labels: np.ndarray) -> str:
@@ -91,6 +113,12 @@ class ExactDuplicateAuditor(Auditor):
     """
 
     issue_name: ClassVar[str] = "exact_duplicate"
+    order: ClassVar[int] = 10
+    title: ClassVar[str] = "Exact duplicates"
+    description: ClassVar[str] = (
+        "Pixel-identical copies. All but the first of a group (lowest row) are removable.")
+    grouped: ClassVar[bool] = True
+    gallery: ClassVar[str | None] = "groups"
 
     def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
         groups = context.exact_groups
@@ -112,17 +140,17 @@ class ExactDuplicateAuditor(Auditor):
             return empty_findings()
         index = np.flatnonzero(in_group)
         sizes = groups.sizes()
-        first_row = np.zeros(groups.n_groups, np.int64)
-        first_mask = groups.first()
-        first_row[groups.group_of[first_mask]] = dataset.rows[first_mask]
+        first, first_mask = _first_rows(groups)
         gid = groups.group_of[index]
+        related = _related_in_group(groups, index, first)
+        first_row = dataset.rows[first]
         detail = [
             f"identical pixels, group of {sizes[g]}; first is row {first_row[g]}"
             + ("" if first_mask[i] else "; removable")
             for i, g in zip(index, gid, strict=True)
         ]
         return make_findings(dataset, index, self.issue_name, group=gid, score=1.0,
-                             detail=detail)
+                             kind="exact", related=related, detail=detail)
 
     def summary_extra(self) -> dict[str, Any]:
         counts = self.counts_
@@ -136,8 +164,24 @@ class ExactDuplicateAuditor(Auditor):
 class _GroupPropertyAuditor(Auditor):
     """Shared machinery: keep the duplicate groups that have some property."""
 
+    grouped: ClassVar[bool] = True
+    gallery: ClassVar[str | None] = "groups"
+
     def __init__(self, *, duplicates: str = "exact") -> None:
         self.duplicates = duplicates
+
+    def requires(self) -> tuple[str, ...]:
+        """``("near_duplicate",)`` when near groups are examined."""
+        return ("near_duplicate",) if _check_kind(self.duplicates) != "exact" else ()
+
+    def summarize(self, findings: pd.DataFrame) -> dict[str, Any]:
+        """Exact groups as ``groups``/``images``/``removable``; near ones as ``near_*``."""
+        near = findings["kind"].ne("exact").to_numpy()
+        entry: dict[str, Any] = group_counts(findings[~near])
+        if self.duplicates != "exact":
+            entry.update({f"near_{k}": v for k, v in group_counts(findings[near]).items()})
+        entry.update(self.summary_extra())
+        return entry
 
     def _flag(self, dataset: FaceDataset, members: np.ndarray) -> bool:
         raise NotImplementedError
@@ -147,7 +191,6 @@ class _GroupPropertyAuditor(Auditor):
 
     def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
         kind = _check_kind(self.duplicates)
-        index, group, score, detail = [], [], [], []
         flagged_groups: list[tuple[str, np.ndarray]] = []
         exact_sets = {tuple(m.tolist()) for m in context.exact_groups.members()}
         for groups in groups_for(context, kind):
@@ -161,25 +204,32 @@ class _GroupPropertyAuditor(Auditor):
         # number groups by their first image, whatever grouping they came from
         flagged_groups.sort(key=lambda item: (int(item[1][0]), item[0]))
         self.groups_ = flagged_groups
-        near_scores = context.extra.get("near_scores")
-        for g, (gkind, members) in enumerate(flagged_groups):
-            if gkind == "near" and near_scores is not None:
+        near = context.dependency("near_duplicate") if kind != "exact" else None
+        index, group, score, gkind, related, detail = [], [], [], [], [], []
+        for g, (source, members) in enumerate(flagged_groups):
+            if source == "near":
                 # each image's similarity to its closest copy in the group (1 if exact)
-                s = np.asarray(near_scores, dtype=np.float64)[members]
+                s = near.scores_[members]
+                link = near.group_kind_[near.groups_.group_of[members[0]]]
+                rel = near.closest_[members]
                 head = (f"near duplicate group of {len(members)} (similarity "
                         f"{s.min():.3f}-{s.max():.3f}): ")
             else:
-                s = np.ones(len(members))
-                head = f"{gkind} duplicate group of {len(members)}: "
+                s, link = np.ones(len(members)), "exact"
+                rel = np.where(members == members[0],
+                               members[1] if len(members) > 1 else -1, members[0])
+                head = f"exact duplicate group of {len(members)}: "
             text = head + self._describe(dataset, members)
             index.extend(members.tolist())
             group.extend([g] * len(members))
             score.extend(s.tolist())
+            gkind.extend([link] * len(members))
+            related.extend(np.asarray(rel).tolist())
             detail.extend([text] * len(members))
         if not index:
             return empty_findings()
         return make_findings(dataset, index, self.issue_name, group=group, score=score,
-                             detail=detail)
+                             kind=gkind, related=related, detail=detail)
 
 
 @register
@@ -214,6 +264,10 @@ class LabelConflictAuditor(_GroupPropertyAuditor):
     """
 
     issue_name: ClassVar[str] = "label_conflict"
+    order: ClassVar[int] = 30
+    title: ClassVar[str] = "Label conflicts"
+    description: ClassVar[str] = (
+        "The same picture under different emotions: at least one of the labels is wrong.")
 
     def _flag(self, dataset: FaceDataset, members: np.ndarray) -> bool:
         labels = dataset.labels[members]
@@ -255,6 +309,12 @@ class CrossSplitLeakAuditor(_GroupPropertyAuditor):
     """
 
     issue_name: ClassVar[str] = "cross_split_leak"
+    order: ClassVar[int] = 40
+    title: ClassVar[str] = "Cross-split leaks"
+    description: ClassVar[str] = (
+        "The same picture in more than one split. A test image with a copy in Training is "
+        "scored on what the model memorised: this is the leak that inflates published "
+        "FER-2013 accuracies. Drop the copies before you benchmark.")
 
     def _flag(self, dataset: FaceDataset, members: np.ndarray) -> bool:
         return len(np.unique(dataset.splits[members])) > 1

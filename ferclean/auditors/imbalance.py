@@ -47,6 +47,11 @@ class ClassImbalanceAuditor(Auditor):
     """
 
     issue_name: ClassVar[str] = "class_imbalance"
+    order: ClassVar[int] = 60
+    title: ClassVar[str] = "Class imbalance"
+    description: ClassVar[str] = (
+        "Emotions under-represented in a split; every image of such a class is listed.")
+    gallery: ClassVar[str | None] = None
 
     def __init__(self, *, threshold: float = 0.5) -> None:
         self.threshold = threshold

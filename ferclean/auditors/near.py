@@ -23,11 +23,7 @@ __all__ = ["NearDuplicateAuditor", "near_groups"]
 
 
 def near_groups(context: AuditContext) -> DuplicateGroups:
-    """The near-duplicate groups of ``context``'s dataset, computed once and shared.
-
-    Returns ``context.extra["near_groups"]`` when an auditor has stored it (the
-    :class:`NearDuplicateAuditor` of this audit, with its parameters); otherwise runs a
-    default :class:`NearDuplicateAuditor` on the context first.
+    """The near-duplicate groups of ``context``'s dataset, with the context's settings.
 
     Examples
     --------
@@ -37,9 +33,7 @@ def near_groups(context: AuditContext) -> DuplicateGroups:
     >>> groups.kind, groups.n_groups >= len(demo.truth.near_groups()) - 6
     ('near', True)
     """
-    if "near_groups" not in context.extra:
-        NearDuplicateAuditor().audit(context.dataset, context)
-    return context.extra["near_groups"]  # type: ignore[return-value]
+    return context.dependency("near_duplicate").groups_
 
 
 @register
@@ -72,10 +66,17 @@ class NearDuplicateAuditor(Auditor):
         Verified pairs that are not pixel-identical: ``i``, ``j`` (positions, ``i < j``),
         ``hamming``, ``similarity``, ``transform``, ``kind`` (``"near"`` or ``"mirror"``).
     groups_ : DuplicateGroups
-        The near groups (kind ``"near"``), also stored as ``context.extra["near_groups"]``.
+        The near groups (kind ``"near"``).
     scores_ : ndarray of float, shape (n_images,)
-        Each image's best similarity within its group (0 outside groups), also stored as
-        ``context.extra["near_scores"]``.
+        Each image's best similarity within its group (0 outside groups).
+    closest_ : ndarray of int, shape (n_images,)
+        Position of each grouped image's most similar other member (-1 outside groups).
+    link_kind_ : ndarray of str, shape (n_images,)
+        How each grouped image matches its closest member: ``"exact"``, ``"near"`` or
+        ``"mirror"`` (``""`` outside groups).
+    group_kind_ : ndarray of str, shape (n_groups,)
+        ``"mirror"`` for groups tied together by at least one mirrored pair, else
+        ``"near"``.
 
     Examples
     --------
@@ -90,6 +91,13 @@ class NearDuplicateAuditor(Auditor):
     """
 
     issue_name: ClassVar[str] = "near_duplicate"
+    order: ClassVar[int] = 20
+    title: ClassVar[str] = "Near duplicates"
+    description: ClassVar[str] = (
+        "Edited copies: re-encoded, re-lit, shifted, cropped or rotated. An image's score "
+        "is its similarity to the closest member of its group.")
+    grouped: ClassVar[bool] = True
+    gallery: ClassVar[str | None] = "groups"
 
     def __init__(self, *, radius: int = 8, similarity: float = 0.97, mirror: bool = False,
                  method: str = "phash", backend: str = "mih") -> None:
@@ -120,6 +128,8 @@ class NearDuplicateAuditor(Auditor):
         a = np.concatenate([self.pairs_["i"].to_numpy(np.int64), e_first[e_keep]])
         b = np.concatenate([self.pairs_["j"].to_numpy(np.int64), members[e_keep]])
         sim = np.concatenate([self.pairs_["similarity"].to_numpy(), np.ones(e_keep.sum())])
+        link = np.concatenate([self.pairs_["kind"].to_numpy(object),
+                               np.full(int(e_keep.sum()), "exact", dtype=object)])
         component = group_pairs(n, a, b)
         # near groups: components holding at least one near (non-identical) pair
         is_near = np.zeros(component.max(initial=-1) + 2, bool)  # [-1] stays False
@@ -131,14 +141,20 @@ class NearDuplicateAuditor(Auditor):
         for x, y in ((a, b), (b, a)):
             order = np.lexsort((y, sim))  # ascending: the last write per image wins
             scores[x[order]] = np.maximum(scores[x[order]], sim[order])
+        best_kind = np.full(n, "", dtype=object)
         for x, y in ((a, b), (b, a)):
             hit = np.isclose(sim, scores[x]) & (best[x] < 0)
             best[x[hit]] = y[hit]
-        self.scores_ = np.where(self.groups_.group_of >= 0, np.clip(scores, 0, 1), 0.0)
-        context.extra["near_groups"] = self.groups_
-        context.extra["near_scores"] = self.scores_
-        context.extra["near_pairs"] = self.pairs_
-        in_group = np.flatnonzero(self.groups_.group_of >= 0)
+            best_kind[x[hit]] = link[hit]
+        grouped = self.groups_.group_of >= 0
+        self.scores_ = np.where(grouped, np.clip(scores, 0, 1), 0.0)
+        self.closest_ = np.where(grouped, best, -1)
+        self.link_kind_ = np.where(grouped, best_kind, "").astype(object)
+        mirrored = self.pairs_["kind"].to_numpy(object) == "mirror"
+        self.group_kind_ = np.full(self.groups_.n_groups, "near", dtype=object)
+        self.group_kind_[self.groups_.group_of[self.pairs_["i"].to_numpy(np.int64)[mirrored]]] = (
+            "mirror")
+        in_group = np.flatnonzero(grouped)
         if not len(in_group):
             return empty_findings()
         gid = self.groups_.group_of[in_group]
@@ -153,8 +169,10 @@ class NearDuplicateAuditor(Auditor):
             + ("" if first[i] else "; removable")
             for i, g in zip(in_group, gid, strict=True)
         ]
+        kind = np.where(self.link_kind_[in_group] == "mirror", "mirror", "near")
         return make_findings(dataset, in_group, self.issue_name, group=gid,
-                             score=self.scores_[in_group], detail=detail)
+                             score=self.scores_[in_group], kind=kind.astype(object),
+                             related=self.closest_[in_group], detail=detail)
 
     def summary_extra(self) -> dict[str, Any]:
         kinds = self.pairs_["kind"].value_counts() if hasattr(self, "pairs_") else {}

@@ -502,6 +502,11 @@ class OutlierAuditor(Auditor):
     """
 
     issue_name: ClassVar[str] = "outlier"
+    order: ClassVar[int] = 50
+    title: ClassVar[str] = "Outliers"
+    description: ClassVar[str] = (
+        "Images unlike the faces of this dataset (text, blank frames, charts, drawings), "
+        "worst first.")
 
     def __init__(
         self,
@@ -598,8 +603,6 @@ class OutlierAuditor(Auditor):
         rng = check_random_state(self.random_state)
         features, small, subspace = _face_features(
             dataset.pixels, params["n_components"], rng)
-        context.extra.setdefault("face_features", features)  # for other auditors
-        context.extra.setdefault("pixels_24", small.reshape(n, _SMALL, _SMALL))
         self.features_ = features
         self.mean_face_ = subspace["mean"].reshape(_SMALL, _SMALL)
         self.components_ = subspace["components"].reshape(-1, _SMALL, _SMALL)

@@ -1,91 +1,92 @@
 """Run several auditors over one dataset, sharing their intermediate work.
 
-``ferclean.audit(ds)`` runs every registered auditor; ``Audit`` is the configurable
-object behind it. Both return plain tables: the findings (see :mod:`ferclean.findings`)
-and the summary that ``summary.json`` holds.
+``ferclean.audit(ds)`` runs every registered auditor; :class:`Audit` is the configurable
+object behind it. Settings are resolved for every issue type *before* ``only``/``skip``
+choose what is reported, so an auditor that depends on another (label conflicts over
+near-duplicate groups) always gets it computed with the user's settings.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from sklearn.base import clone
 
-from ferclean._atomic import atomic_file, refuse_input_overwrite
-from ferclean._json import to_plain
 from ferclean._validation import check_dataset
 from ferclean.auditors.base import REGISTRY, Auditor, get_auditor
 from ferclean.auditors.context import AuditContext
 from ferclean.dataset import FaceDataset
-from ferclean.findings import ISSUE_TYPES, concat_findings, summarize, summary_table
+from ferclean.findings import AuditResult, concat_findings, dataset_summary
 
 AuditorSpec = Auditor | str | Mapping[str, Mapping[str, Any]]
 
 
-@dataclass
-class AuditResult:
-    """What an audit returns: the findings table, the summary, the fitted auditors.
+def _specs_to_auditors(auditors: AuditorSpec | Iterable[AuditorSpec]) -> list[Auditor]:
+    if isinstance(auditors, (Auditor, str, Mapping)):
+        auditors = [auditors]
+    chosen: list[Auditor] = []
+    for spec in auditors:
+        if isinstance(spec, Auditor):
+            chosen.append(clone(spec))
+        elif isinstance(spec, str):
+            chosen.append(get_auditor(spec))
+        elif isinstance(spec, Mapping):
+            chosen.extend(get_auditor(k, **dict(v or {})) for k, v in spec.items())
+        else:
+            raise TypeError(f"cannot make an auditor from {spec!r}")
+    return chosen
+
+
+def _check_names(names: Iterable[str] | None, what: str) -> set[str]:
+    names = set(names or ())
+    unknown = sorted(names - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"unknown auditor(s) {', '.join(map(repr, unknown))} in {what}; "
+                         f"available: {', '.join(REGISTRY)}")
+    return names
+
+
+def resolve_auditors(
+    auditors: AuditorSpec | Iterable[AuditorSpec] | None = None,
+    *,
+    only: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Auditor], list[Auditor]]:
+    """The settings for every issue type, and the auditors to run, in registry order.
+
+    ``auditors`` chooses what runs (``None``: every registered auditor) and may carry
+    parameters; ``params`` gives parameters by issue name whether or not that auditor is
+    reported; ``only``/``skip`` then filter what runs. The settings (one auditor per
+    registered issue) keep every parameter given, so dependencies use them.
 
     Examples
     --------
-    >>> from ferclean.demo import demo_dataset
-    >>> result = audit(demo_dataset(n_faces=300), only=["exact_duplicate"])
-    >>> list(result.table().columns)
-    ['issue', 'groups', 'images', 'removable']
-    >>> set(result.of("exact_duplicate")["issue"])
-    {'exact_duplicate'}
+    >>> settings, chosen = resolve_auditors(
+    ...     only=["label_conflict"], params={"near_duplicate": {"similarity": 0.99}})
+    >>> [a.issue_name for a in chosen], settings["near_duplicate"].similarity
+    (['label_conflict'], 0.99)
     """
-
-    findings: pd.DataFrame
-    summary: dict[str, Any]
-    auditors: list[Auditor] = field(default_factory=list)
-
-    def table(self) -> pd.DataFrame:
-        """The short summary table: issue, groups, images, removable."""
-        return summary_table(self.summary)
-
-    def of(self, issue: str) -> pd.DataFrame:
-        """The findings of one issue type."""
-        return self.findings[self.findings["issue"] == issue].reset_index(drop=True)
-
-
-def _resolve(
-    auditors: AuditorSpec | Iterable[AuditorSpec] | None,
-    only: Iterable[str] | None,
-    skip: Iterable[str] | None,
-) -> list[Auditor]:
+    params = dict(params or {})
+    _check_names(params, "params")
+    only_names, skip_names = _check_names(only, "only="), _check_names(skip, "skip=")
+    given = _specs_to_auditors(auditors) if auditors is not None else []
+    settings: dict[str, Auditor] = {}
+    for name, cls in REGISTRY.items():
+        mine = [a for a in given if a.issue_name == name]
+        settings[name] = mine[-1] if mine else cls()
+        if name in params:
+            settings[name] = clone(settings[name]).set_params(**dict(params[name]))
     if auditors is None:
-        chosen: list[Auditor] = [REGISTRY[name]() for name in ISSUE_TYPES if name in REGISTRY]
+        chosen = list(settings.values())
     else:
-        if isinstance(auditors, (Auditor, str, Mapping)):
-            auditors = [auditors]
-        chosen = []
-        for spec in auditors:
-            if isinstance(spec, Auditor):
-                chosen.append(clone(spec))
-            elif isinstance(spec, str):
-                chosen.append(get_auditor(spec))
-            elif isinstance(spec, Mapping):
-                chosen.extend(get_auditor(k, **dict(v or {})) for k, v in spec.items())
-            else:
-                raise TypeError(f"cannot make an auditor from {spec!r}")
-    for names, what in ((only, "only"), (skip, "skip")):
-        for name in names or ():
-            if name not in REGISTRY:
-                raise ValueError(
-                    f"unknown auditor {name!r} in {what}=; available: {', '.join(REGISTRY)}"
-                )
-    if only:
-        chosen = [a for a in chosen if a.issue_name in set(only)]
-    if skip:
-        chosen = [a for a in chosen if a.issue_name not in set(skip)]
-    return chosen
+        names = {a.issue_name for a in given}
+        chosen = [settings[name] for name in REGISTRY if name in names]
+    if only_names:
+        chosen = [a for a in chosen if a.issue_name in only_names]
+    chosen = [a for a in chosen if a.issue_name not in skip_names]
+    return settings, chosen
 
 
 class Audit:
@@ -94,16 +95,22 @@ class Audit:
     Parameters
     ----------
     auditors : list of Auditor, str or {name: params}, default=None
-        Which auditors to run; ``None`` runs every registered one with its defaults.
+        Which auditors to run; ``None`` runs every registered one.
     only, skip : list of str, default=None
         Issue names to keep or drop (as ``--only``/``--skip`` on the CLI).
+    params : {name: params}, default=None
+        Parameters by issue name, used whether that auditor is reported or only needed
+        by another (``{"near_duplicate": {"similarity": 0.99}}`` changes the near groups
+        that label conflicts and leaks examine, too).
 
     Attributes
     ----------
+    settings_ : dict of str to Auditor
+        The settings of every issue type.
     auditors_ : list of Auditor
-        The fitted auditors.
+        The fitted auditors whose findings were reported.
     context_ : AuditContext
-        The shared intermediate results (hashes, duplicate groups, ...).
+        The shared intermediate results (hashes, duplicate groups, dependencies).
     result_ : AuditResult
 
     Examples
@@ -121,23 +128,32 @@ class Audit:
         *,
         only: Iterable[str] | None = None,
         skip: Iterable[str] | None = None,
+        params: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.auditors = auditors
         self.only = only
         self.skip = skip
+        self.params = params
 
     def run(self, dataset: FaceDataset) -> AuditResult:
-        """Audit ``dataset``; returns an :class:`AuditResult`."""
+        """Audit ``dataset``; returns an :class:`~ferclean.findings.AuditResult`."""
         check_dataset(dataset)
-        self.auditors_ = _resolve(self.auditors, self.only, self.skip)
-        self.context_ = AuditContext(dataset)
-        tables, extra = [], {}
+        self.settings_, self.auditors_ = resolve_auditors(
+            self.auditors, only=self.only, skip=self.skip, params=self.params)
+        self.context_ = AuditContext(dataset, self.settings_)
+        tables, issues = [], {}
         for auditor in self.auditors_:
-            tables.append(auditor.audit(dataset, self.context_))
-            extra[auditor.issue_name] = auditor.summary_extra()
-        findings = concat_findings(tables)
-        self.result_ = AuditResult(findings, summarize(findings, dataset, extra),
-                                   self.auditors_)
+            found = auditor.audit(dataset, self.context_)
+            tables.append(found)
+            issues[auditor.issue_name] = auditor.summarize(found)
+        findings = concat_findings(tables, order=list(REGISTRY))
+        summary = {
+            **dataset_summary(dataset),
+            "source": dataset.source,
+            "issues": issues,
+            "settings": {a.issue_name: a.get_params(deep=False) for a in self.auditors_},
+        }
+        self.result_ = AuditResult(findings, summary, self.auditors_)
         return self.result_
 
 
@@ -147,15 +163,19 @@ def audit(
     *,
     only: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AuditResult:
     """Run auditors over ``dataset`` (all registered ones by default).
+
+    Parameters are those of :class:`Audit`.
 
     Returns
     -------
     AuditResult
         ``findings`` (DataFrame with ``row``, ``image_id``, ``split``, ``label``,
-        ``issue``, ``group``, ``score``, ``detail``), ``summary`` (dict, as in
-        ``summary.json``) and the fitted ``auditors``.
+        ``issue``, ``group``, ``kind``, ``related_row``, ``score``, ``detail``),
+        ``summary`` (dict, as in ``summary.json``) and the fitted ``auditors``;
+        ``result.save(out)`` writes ``findings.csv`` and ``summary.json``.
 
     Examples
     --------
@@ -165,58 +185,4 @@ def audit(
     >>> result.summary["issues"]["exact_duplicate"]["groups"] == len(demo.truth.exact_groups())
     True
     """
-    return Audit(auditors, only=only, skip=skip).run(dataset)
-
-
-def write_audit(result: AuditResult, out: str | os.PathLike) -> Path:
-    """Write ``findings.csv`` and ``summary.json`` into folder ``out``, each atomically.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> from ferclean.demo import demo_dataset
-    >>> out = write_audit(audit(demo_dataset(n_faces=300)), pathlib.Path(tempfile.mkdtemp()))
-    >>> sorted(p.name for p in out.iterdir())
-    ['findings.csv', 'summary.json']
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out / "findings.csv") as tmp:
-        result.findings.to_csv(tmp, index=False)
-    with atomic_file(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(result.summary, indent=2, default=to_plain) + "\n")
-    return out
-
-
-def audit_and_write(
-    dataset: FaceDataset,
-    out: str | os.PathLike,
-    *,
-    only: Iterable[str] | None = None,
-    skip: Iterable[str] | None = None,
-    inputs: Iterable[str | os.PathLike | None] = (),
-    params: Mapping[str, Mapping[str, Any]] | None = None,
-) -> tuple[dict[str, Any], str, AuditResult]:
-    """What ``ferclean audit`` does: audit, write; return the summary, its table, the result.
-
-    ``inputs`` are refused as output locations so an audit never writes over its data;
-    ``params`` gives auditors non-default parameters by issue name.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> from ferclean.demo import demo_dataset
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "audit"
-    >>> summary, table, result = audit_and_write(demo_dataset(n_faces=300), out,
-    ...                                          only=["exact_duplicate"])
-    >>> sorted(p.name for p in out.iterdir()), "exact_duplicate" in table
-    (['findings.csv', 'summary.json'], True)
-    """
-    refuse_input_overwrite(out, *inputs)
-    specs = None
-    if params:
-        specs = [{name: dict(params.get(name, {}))} for name in ISSUE_TYPES if name in REGISTRY]
-    result = audit(dataset, specs, only=only, skip=skip)
-    write_audit(result, out)
-    summary = json.loads(json.dumps(result.summary, default=to_plain))
-    return summary, result.table().to_string(index=False), result
+    return Audit(auditors, only=only, skip=skip, params=params).run(dataset)

@@ -1,11 +1,8 @@
-"""Writing cleaning results: ``ferclean clean`` output, ``restore``, and ``publish`` releases.
+"""Publishing a cleaned dataset: a self-describing, byte-reproducible release folder.
 
-A clean output folder holds the cleaned data (in the input's form unless told otherwise),
-``removed.npz`` (the removed images, lossless, with their ids and rows) and
-``manifest.json``. A release adds the Kaggle CSV and the image-folder zip, a dataset card
-(``README.md``), figures, ``metadata.json`` and ``SHA256SUMS``. Everything is written into
-a temporary folder and renamed into place, so a crash never leaves an output that looks
-complete, and publishing the same input with the same plan twice gives identical bytes.
+A release holds the Kaggle CSV and the image-folder zip, the removed images, the
+manifest, a dataset card (``README.md``), figures, ``metadata.json`` and ``SHA256SUMS``.
+Publishing the same input with the same plan and findings twice gives identical bytes.
 """
 
 from __future__ import annotations
@@ -15,123 +12,29 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ferclean._atomic import atomic_dir, refuse_input_overwrite
-from ferclean.cleaning import CleaningPlan, Manifest, clean, restore
+from ferclean._figures import new_figure, save_figure
+from ferclean._json import dumps
+from ferclean.cleaning.manifest import Manifest
+from ferclean.cleaning.outputs import _can_copy_files, _existing_source
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
-from ferclean.io import detect_format, load, save
-from ferclean.io.npz import read_npz, write_npz
+from ferclean.io import save
+from ferclean.io.npz import write_npz
 
-_CLEANED_NAMES = {"csv": "cleaned.csv", "zip": "cleaned.zip", "folder": "cleaned",
-                  "npz": "cleaned.npz"}
+if TYPE_CHECKING:  # pragma: no cover
+    from ferclean.cleaning.apply import CleanResult
 
-
-def _source_format(dataset: FaceDataset) -> str:
-    """The form the dataset was read from; ``npz`` when it came from no file (the demo)."""
-    source = _existing_source(dataset)
-    try:
-        return detect_format(source) if source else "npz"
-    except ValueError:
-        return "npz"
+__all__ = ["publish"]
 
 
-def _save_quiet(ds: FaceDataset, path: Path, fmt: str) -> None:
-    """Save for restore-exactness: image forms copy the original files when there are any,
-    and are written as PNG (lossless) when there are none."""
-    if fmt in ("zip", "folder"):
-        if _can_copy_files(ds):
-            from ferclean.io.folder import copy_files
-
-            copy_files(ds, path)
-        else:
-            save(ds, path, format=fmt, image_format="png")
-        return
-    save(ds, path, format=fmt)
-
-
-def _existing_source(ds: FaceDataset) -> str | None:
-    """The dataset's input path, if it is a file or folder (the demo has none)."""
-    return ds.source if ds.source and Path(ds.source).exists() else None
-
-
-def _can_copy_files(ds: FaceDataset) -> bool:
-    return bool(ds.source) and _source_format(ds) in ("zip", "folder")
-
-
-def clean_to(
-    dataset: FaceDataset,
-    plan: CleaningPlan | str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    format: str | None = None,
-    findings: pd.DataFrame | None = None,
-    overwrite: bool = False,
-) -> tuple[FaceDataset, Manifest]:
-    """Clean ``dataset`` with ``plan`` and write the result folder ``out``.
-
-    ``out`` receives the cleaned data (``cleaned.csv``, ``cleaned.zip``, ``cleaned/`` or
-    ``cleaned.npz``: the input's form unless ``format`` says otherwise), ``removed.npz``
-    and ``manifest.json``.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> from ferclean.demo import demo_dataset
-    >>> ds = demo_dataset(n_faces=300)
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "clean"
-    >>> cleaned, manifest = clean_to(ds, "dedup", out)
-    >>> sorted(p.name for p in out.iterdir())
-    ['cleaned.npz', 'manifest.json', 'removed.npz']
-    >>> restore_from(out).equals(ds)
-    True
-    """
-    refuse_input_overwrite(out, _existing_source(dataset))
-    cleaned, manifest = clean(dataset, plan, findings=findings)
-    fmt = format or _source_format(dataset)
-    removed = dataset.subset(manifest.removed["position"].to_numpy())
-    manifest.info["files"] = {"cleaned": _CLEANED_NAMES[fmt], "format": fmt,
-                              "removed": "removed.npz"}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        _save_quiet(cleaned, tmp / _CLEANED_NAMES[fmt], fmt)
-        write_npz(removed, tmp / "removed.npz")
-        (tmp / "manifest.json").write_text(manifest.to_json())
-    return cleaned, manifest
-
-
-def restore_from(out: str | os.PathLike) -> FaceDataset:
-    """Rebuild the original dataset from a clean output folder (or a release).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> from ferclean.demo import demo_dataset
-    >>> ds = demo_dataset(n_faces=300)
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "clean"
-    >>> _ = clean_to(ds, "no-conflicts", out)
-    >>> restore_from(out).checksum() == ds.checksum()
-    True
-    """
-    out = Path(out)
-    manifest = Manifest.load(out / "manifest.json")
-    files = manifest.info.get("files") or {}
-    if "cleaned" not in files:
-        raise ValueError(f"{out}/manifest.json does not name its cleaned data file")
-    cleaned = load(out / files["cleaned"], format=files.get("format"))
-    removed = read_npz(out / files.get("removed", "removed.npz"))
-    return restore(cleaned, manifest, removed)
-
-
-# ------------------------------------------------------------------------- publish
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _counts_table(info: dict[str, Any]) -> pd.DataFrame:
@@ -148,16 +51,12 @@ def _counts_table(info: dict[str, Any]) -> pd.DataFrame:
 
 
 def _figures(dataset: FaceDataset, manifest: Manifest, folder: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     table = _counts_table(manifest.info)
-    fig, axes = plt.subplots(1, len(table.split.unique()), figsize=(4 * len(
-        table.split.unique()), 3.2), squeeze=False)
+    n_splits = len(table.split.unique())
+    fig = new_figure(figsize=(4 * n_splits, 3.2), dpi=90, layout="tight")
+    axes = fig.subplots(1, n_splits, squeeze=False)
     for ax, (split, part) in zip(axes[0], table.groupby("split", sort=False), strict=False):
         x = np.arange(len(part))
         ax.bar(x - 0.2, part.before, 0.4, label="before")
@@ -165,28 +64,26 @@ def _figures(dataset: FaceDataset, manifest: Manifest, folder: Path) -> list[str
         ax.set_xticks(x, part.emotion, rotation=45, ha="right")
         ax.set_title(split)
     axes[0][0].legend()
-    fig.tight_layout()
-    fig.savefig(folder / "class_counts.png", metadata={"Software": None}, dpi=90)
-    plt.close(fig)
+    save_figure(fig, folder / "class_counts.png", dpi=90)
     names.append("figures/class_counts.png")
 
     removed = manifest.removed
     if len(removed):
         reasons = removed.issues.str.split(";").explode()
         counts = reasons.value_counts().sort_index()
-        fig, ax = plt.subplots(figsize=(5, 0.5 + 0.4 * len(counts)))
+        fig = new_figure(figsize=(5, 0.5 + 0.4 * len(counts)), dpi=90, layout="tight")
+        ax = fig.subplots()
         ax.barh(counts.index, counts.values)
         ax.set_xlabel("images removed")
-        fig.tight_layout()
-        fig.savefig(folder / "removed_by_issue.png", metadata={"Software": None}, dpi=90)
-        plt.close(fig)
+        save_figure(fig, folder / "removed_by_issue.png", dpi=90)
         names.append("figures/removed_by_issue.png")
         # a few removed images per issue, so readers see what went
         shown = []
         for issue in sorted(reasons.unique()):
             pos = removed.position[removed.issues.str.contains(issue, regex=False)].to_numpy()[:8]
             shown.append((issue, pos))
-        fig, axes = plt.subplots(len(shown), 8, figsize=(8, 1.1 * len(shown)), squeeze=False)
+        fig = new_figure(figsize=(8, 1.1 * len(shown)), dpi=90, layout="tight")
+        axes = fig.subplots(len(shown), 8, squeeze=False)
         for r, (issue, pos) in enumerate(shown):
             for c in range(8):
                 ax = axes[r][c]
@@ -194,9 +91,7 @@ def _figures(dataset: FaceDataset, manifest: Manifest, folder: Path) -> list[str
                 if c < len(pos):
                     ax.imshow(dataset.pixels[pos[c]], cmap="gray", vmin=0, vmax=255)
             axes[r][0].set_title(issue, fontsize=7, loc="left")
-        fig.tight_layout()
-        fig.savefig(folder / "removed_examples.png", metadata={"Software": None}, dpi=90)
-        plt.close(fig)
+        save_figure(fig, folder / "removed_examples.png", dpi=90)
         names.append("figures/removed_examples.png")
     return names
 
@@ -273,43 +168,43 @@ def _card(name: str, manifest: Manifest, files: dict[str, str], figures: list[st
 
 
 def publish(
-    dataset: FaceDataset,
-    plan: CleaningPlan | str | os.PathLike,
+    result: CleanResult,
     out: str | os.PathLike,
     *,
     name: str | None = None,
-    findings: pd.DataFrame | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a self-describing release of ``dataset`` cleaned with ``plan``.
+    """Write a self-describing release of a cleaning ``result`` into folder ``out``.
 
     ``out`` receives ``data/<name>.csv`` (Kaggle CSV, exact), ``data/<name>.zip``
     (image folder; the original JPEG files when the input was a zip or folder),
     ``removed/removed.npz`` and ``removed/removed.csv``, ``manifest.json``,
     ``figures/*.png``, ``README.md`` (the dataset card), ``metadata.json`` and
-    ``SHA256SUMS``. The same input and plan always give byte-identical files.
+    ``SHA256SUMS``. The same input, plan and findings always give byte-identical files.
 
     Examples
     --------
     >>> import tempfile, pathlib
+    >>> from ferclean.cleaning import audit_and_clean, restore_from
     >>> from ferclean.demo import demo_dataset
-    >>> out = publish(demo_dataset(n_faces=300), "seed-final",
+    >>> ds = demo_dataset(n_faces=300)
+    >>> out = publish(audit_and_clean(ds, "seed-final"),
     ...               pathlib.Path(tempfile.mkdtemp()) / "release")
-    >>> (out / "SHA256SUMS").exists() and restore_from(out).equals(demo_dataset(n_faces=300))
+    >>> (out / "SHA256SUMS").exists() and restore_from(out).equals(ds)
     True
     """
+    dataset, cleaned, manifest = result.original, result.cleaned, result.manifest
     if dataset.synthetic.any() or dataset.resampled:
         raise ValueError("refusing to publish a resampled dataset or synthetic (SMOTE) "
                          "images: publish the data as loaded, resample at training time")
     refuse_input_overwrite(out, _existing_source(dataset))
-    cleaned, manifest = clean(dataset, plan, findings=findings)
     plan_name = manifest.info["plan"]["name"]
     stem = name or f"fer2013-{plan_name}"
     files = {"cleaned data, Kaggle CSV (exact pixels)": f"data/{stem}.csv",
              "cleaned data, image-folder zip": f"data/{stem}.zip",
              "removed images, lossless (ferclean npz)": "removed/removed.npz",
              "removed images, Kaggle CSV": "removed/removed.csv"}
-    removed = dataset.subset(manifest.removed["position"].to_numpy())
+    removed = result.removed
     manifest.info["files"] = {"cleaned": f"data/{stem}.csv", "format": "csv",
                               "removed": "removed/removed.npz"}
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -349,12 +244,8 @@ def publish(
             "emotions": list(EMOTIONS),
             "splits": list(SPLITS),
         }
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True)
-                                           + "\n")
+        (tmp / "metadata.json").write_text(dumps(metadata, sort_keys=True))
         sums = [f"{_sha256_file(p)}  {p.relative_to(tmp).as_posix()}"
                 for p in sorted(tmp.rglob("*")) if p.is_file()]
         (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     return Path(out)
-
-
-__all__ = ["clean_to", "publish", "restore_from"]
