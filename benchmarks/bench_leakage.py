@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferclean._json import write_json
 from ferclean.io import load
 from ferclean.protocol import check_leakage
 
@@ -101,7 +102,7 @@ def main() -> None:
         }
         print("review", result["near_only_review"], flush=True)
     out = HERE / "results" / "leakage.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print(f"wrote {out}")
 
 

@@ -184,7 +184,7 @@ def test_shard_must_be_in_range(tmp_path, demo):
 
 
 def test_subsets_keep_class_shares_so_oversampling_still_copies(demo):
-    from ferclean.bench._suite import _stratified_subset
+    from ferclean.bench.data import _stratified_subset
 
     ds = demo.dataset
     sub = _stratified_subset(ds, 200, seed=0)

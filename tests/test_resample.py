@@ -10,8 +10,8 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.class_weight import compute_class_weight
 
-import ferclean.protocol._resample as resample_module
-from ferclean._validation import check_sampling_strategy
+import ferclean.protocol.leakage as leakage_module
+import ferclean.protocol.resamplers._smote as smote_module
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 from ferclean.demo import make_demo
 from ferclean.protocol import (
@@ -27,6 +27,9 @@ from ferclean.protocol import (
     class_weights,
     random_split,
     resample,
+)
+from ferclean.protocol.resamplers._strategy import (
+    resolve_sampling_strategy as check_sampling_strategy,
 )
 
 SAMPLERS = [RandomOverSampler, SMOTE]
@@ -137,6 +140,37 @@ def test_dict_strategy_for_an_absent_class_names_the_classes_present():
         RandomOverSampler(sampling_strategy={"disgust": 4}).fit_resample(ds)
 
 
+@pytest.mark.parametrize("cls", SAMPLERS)
+def test_emotion_name_strategy_goes_through_imblearn(cls, train):
+    # {"disgust": 500} is a target total: imbalanced-learn's checker turns it into the
+    # number of images to add, exactly as for the label id
+    n_disgust = counts(train)[1]
+    by_name = cls(sampling_strategy={"disgust": 500}).fit_resample(train)
+    by_id = cls(sampling_strategy={1: 500}).fit_resample(train)
+    assert counts(by_name)[1] == counts(by_id)[1] == 500
+    assert by_name.equals(by_id, ids=True)
+    from imblearn.utils import check_sampling_strategy as imblearn_check
+
+    y = train.labels.astype(np.int64)
+    assert check_sampling_strategy({"disgust": 500}, y) == dict(
+        imblearn_check({1: 500}, y, "over-sampling")
+    ) == {1: 500 - n_disgust}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "match"),
+    [
+        ({"disgust": 500, "grumpy": 10}, "unknown emotion 'grumpy'; expected one of angry, "),
+        ({"disgust": 1}, r"sampling_strategy\['disgust'\] = 1 is below the \d+ 'disgust' "
+                         "images present; over-sampling only adds images"),
+    ],
+)
+def test_bad_emotion_name_strategy_is_a_clear_error(train, strategy, match):
+    for cls in SAMPLERS:
+        with pytest.raises(ValueError, match=match):
+            cls(sampling_strategy=strategy).fit_resample(train)
+
+
 # ---------------------------------------------------------------------- provenance
 def test_ros_copies_trace_to_their_sources(train):
     ros = RandomOverSampler(random_state=3)
@@ -198,7 +232,7 @@ def test_smote_provenance_fallback_names_a_same_class_image(train, smote_fit):
     n = len(train)
     x = train.pixels.reshape(n, -1).astype(np.float32)
     new_x = out.pixels[n:].reshape(len(out) - n, -1).astype(np.float32)
-    base, nbr = resample_module._smote_provenance(
+    base, nbr = smote_module._smote_provenance(
         [], train.labels.astype(np.int64), new_x, out.labels[n:].astype(np.int64), x
     )
     np.testing.assert_array_equal(train.labels[base], out.labels[n:])
@@ -459,7 +493,7 @@ def test_check_leakage_verifies_hash_matches(monkeypatch):
     pixels = test.pixels.copy()
     pixels[[1, 4]] = train.pixels[[5, 5]]
     test = FaceDataset(pixels, test.labels)
-    monkeypatch.setattr(resample_module, "content_hash", lambda px: np.zeros(len(px), np.uint64))
+    monkeypatch.setattr(leakage_module, "content_hash", lambda px: np.zeros(len(px), np.uint64))
     leaks = check_leakage(train, test)
     assert leaks[["test_position", "train_position"]].values.tolist() == [[1, 5], [4, 5]]
 

@@ -1,0 +1,236 @@
+"""The data of one run: cleaned training data, subsets, evaluation sets, by protocol.
+
+``honest`` (default)
+    The official splits. Cleaning decisions and resampling use Training only; PublicTest
+    drives early stopping and the learning-rate schedule; PrivateTest is reported, and so
+    is **PrivateTest de-leaked**: the PrivateTest images that have a copy in the (cleaned)
+    training data removed.
+``seed-replica``
+    A REPLICA OF A FLAWED PROTOCOL, the study's: clean the whole dataset, oversample it,
+    then split it at random 90/10. Copies of one image land on both sides of the split,
+    so its accuracy measures memorisation as much as recognition.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ferclean.bench.profiles import PROTOCOLS, REPLICA_LABEL, VARIATIONS, Cell, Profile
+from ferclean.dataset import FaceDataset
+
+__all__ = ["Prepared", "deleaked", "prepare"]
+
+
+def _stratified_subset(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
+    """About ``n`` images drawn with a fixed seed, each class in its share of ``ds`` (at
+    least one image of every class present), in input order.
+
+    The class shares are kept on purpose: a subset balanced per class would leave the
+    oversamplers nothing to do, and the seed-replica nothing to leak.
+    """
+    if n is None or len(ds) <= n:
+        return ds
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(ds), bool)
+    labels, counts = np.unique(ds.labels, return_counts=True)
+    for label, count in zip(labels, counts, strict=True):
+        idx = np.flatnonzero(ds.labels == label)
+        keep[rng.permutation(idx)[:max(1, round(n * count / len(ds)))]] = True
+    return ds.subset(keep)
+
+
+def _cap(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
+    """At most ``n`` images drawn uniformly with a fixed seed, in input order."""
+    if n is None or len(ds) <= n:
+        return ds
+    keep = np.zeros(len(ds), bool)
+    keep[np.random.default_rng(seed).permutation(len(ds))[:n]] = True
+    return ds.subset(keep)
+
+
+def deleaked(train: FaceDataset, test: FaceDataset, *, near: bool = True) -> FaceDataset:
+    """``test`` without the images that have a copy in ``train``.
+
+    Parameters
+    ----------
+    train, test : FaceDataset
+        The images a model trains on and those it is evaluated on.
+    near : bool, default=True
+        Drop near and mirrored copies too (verified on the pixels), not only exact ones.
+
+    Returns
+    -------
+    FaceDataset
+        The images of ``test`` with no copy in ``train``, in input order.
+
+    See Also
+    --------
+    ferclean.protocol.check_leakage : the pairs of copies themselves.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> ds = demo_dataset(n_faces=300)
+    >>> test = ds.split("PrivateTest")
+    >>> exact_only = deleaked(ds.split("Training"), test, near=False)
+    >>> len(deleaked(ds.split("Training"), test)) < len(exact_only) < len(test)
+    True
+    """
+    from ferclean.protocol import check_leakage
+
+    leaks = check_leakage(train, test, near=near, mirror=near)
+    keep = np.ones(len(test), bool)
+    keep[leaks["test_position"].to_numpy()] = False
+    return test.subset(keep)
+
+
+@dataclass
+class Prepared:
+    """The data one run trains and is evaluated on (what :func:`prepare` returns).
+
+    Attributes
+    ----------
+    train, val : FaceDataset
+        Training data (resampled if the cell says so) and the early-stopping set.
+    tests : dict of str to FaceDataset
+        Evaluation sets by name (``PrivateTest``, ``PrivateTest_deleaked`` or
+        ``replica_test``).
+    class_weights : dict of int to float or None
+        Loss weights, for the ``class_weights`` sampling.
+    info : dict
+        What results files record: images removed by cleaning, training size, labels.
+
+    Examples
+    --------
+    >>> from ferclean.bench import PROFILES, Cell
+    >>> from ferclean.demo import demo_dataset
+    >>> p = prepare(demo_dataset(n_faces=300), Cell("seed-replica", "A", "ros", "cnn_lstm"),
+    ...             PROFILES["smoke"], seed=0)
+    >>> list(p.tests), "FLAWED" in p.info["label"]
+    (['replica_test'], True)
+    """
+
+    train: FaceDataset
+    val: FaceDataset
+    tests: dict[str, FaceDataset]
+    class_weights: dict[int, float] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
+            cache: dict[Any, Any] | None = None) -> Prepared:
+    """Build train/validation/test data for one cell and seed, by the cell's protocol.
+
+    The honest protocol never lets a Training image — or a resampled copy of one — into
+    the evaluation sets: they are the official PublicTest/PrivateTest images, untouched.
+    ``PrivateTest_deleaked`` also drops the PrivateTest images with an exact, near or
+    mirrored copy among the images the model trains on.
+
+    Parameters
+    ----------
+    ds : FaceDataset
+        The whole dataset, all three splits.
+    cell : Cell
+    profile : Profile
+        Gives the subset sizes and the replica's test fraction.
+    seed : int
+        Seed of the subsets, the resampling and the replica's random split.
+    cache : dict, default=None
+        Kept across calls on the same ``ds``: saves the cleaning and the de-leaking that
+        cells with the same variation share; results are the same without it.
+
+    Returns
+    -------
+    Prepared
+
+    Examples
+    --------
+    >>> from ferclean.bench import PROFILES, Cell
+    >>> from ferclean.demo import demo_dataset
+    >>> p = prepare(demo_dataset(n_faces=300), Cell("honest", "A", "none", "cnn_lstm"),
+    ...             PROFILES["smoke"], seed=0)
+    >>> sorted(p.tests), set(p.train.split_names)
+    (['PrivateTest', 'PrivateTest_deleaked'], {'Training'})
+    """
+    cache = {} if cache is None else cache
+
+    def cached(key: tuple, make: Callable[[], Any]) -> Any:
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    if cell.protocol == "honest":
+        return _prepare_honest(ds, cell, profile, seed, cached)
+    if cell.protocol == "seed-replica":
+        return _prepare_replica(ds, cell, profile, seed, cached)
+    raise ValueError(f"unknown protocol {cell.protocol!r}; expected one of {PROTOCOLS}")
+
+
+def _cleaned(ds: FaceDataset, variation: str) -> tuple[FaceDataset, int]:
+    """``ds`` cleaned by the variation's plan, and how many images that removed.
+
+    The suite's one call into :mod:`ferclean.cleaning`: audit with the auditors the plan
+    needs (default settings), then clean.
+    """
+    from ferclean.cleaning import CleaningPlan, audit_and_clean
+
+    cleaned, manifest = audit_and_clean(ds, CleaningPlan.preset(VARIATIONS[variation]))
+    return cleaned, len(manifest.removed)
+
+
+def _prepare_honest(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
+                    cached: Callable[[tuple, Callable[[], Any]], Any]) -> Prepared:
+    from ferclean.protocol import class_weights, resample
+
+    def cleaned_training() -> tuple[FaceDataset, int]:
+        if VARIATIONS[cell.variation] == "strict":
+            # strict looks at test images only to remove their copies from Training
+            cleaned, removed = _cleaned(ds, cell.variation)
+            return cleaned.split("Training"), removed
+        return _cleaned(ds.split("Training"), cell.variation)
+
+    train, removed = cached(("honest", cell.variation), cleaned_training)
+    train = _stratified_subset(train, profile.train_subset, seed)
+    val = _cap(ds.split("PublicTest"), profile.eval_subset, seed)
+    test = _cap(ds.split("PrivateTest"), profile.eval_subset, seed)
+    # Subset draws depend on the seed; full-data runs of one variation share their data.
+    draw = seed if profile.is_subset else None
+    # De-leaked against the images before resampling: a resampled copy is a copy of one
+    # of them, and a SMOTE image is not a copy of any test image.
+    clean_test = cached(("deleaked", cell.variation, draw), lambda: deleaked(train, test))
+    weights = class_weights(train) if cell.sampling == "class_weights" else None
+    if cell.sampling in ("ros", "smote"):
+        train = resample(train, cell.sampling, random_state=seed)
+    tests = {"PrivateTest": test, "PrivateTest_deleaked": clean_test}
+    return Prepared(train, val, tests, weights, {"removed": removed, "n_train": len(train)})
+
+
+def _prepare_replica(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
+                     cached: Callable[[tuple, Callable[[], Any]], Any]) -> Prepared:
+    from ferclean.protocol import class_weights, random_split, resample
+
+    # The study's steps, in its order: clean everything, oversample everything, then
+    # split at random. Kept only to measure how much this inflates accuracy.
+    def cleaned_everything() -> tuple[FaceDataset, int]:
+        merged = FaceDataset(ds.pixels, ds.labels, np.zeros(len(ds), np.int8), ds.ids,
+                             ds.rows, source=ds.source)
+        return _cleaned(merged, cell.variation)
+
+    cleaned, removed = cached(("seed-replica", cell.variation), cleaned_everything)
+    cleaned = _stratified_subset(cleaned, profile.train_subset, seed)
+    weights = class_weights(cleaned) if cell.sampling == "class_weights" else None
+    pool = (resample(cleaned, cell.sampling, random_state=seed)
+            if cell.sampling in ("ros", "smote") else cleaned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the LeakageWarning is the point of the replica
+        train, test = random_split(pool, profile.replica_test_fraction,
+                                   random_state=seed, allow_resampled=True)
+        train, val = random_split(train, profile.replica_test_fraction,
+                                  random_state=seed + 1, allow_resampled=True)
+    return Prepared(train, val, {"replica_test": test}, weights,
+                    {"removed": removed, "n_train": len(train), "label": REPLICA_LABEL})
