@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic datasets built by the tests themselves."""
+"""Shared fixtures: small synthetic datasets built by the tests themselves, and demos."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ferclean.dataset import FaceDataset
+from ferclean.demo import Demo, make_demo
 
 
 def make_random_dataset(n: int = 30, seed: int = 0) -> FaceDataset:
@@ -29,6 +30,23 @@ def file_digest(path: Path) -> str:
 @pytest.fixture
 def random_dataset() -> FaceDataset:
     return make_random_dataset()
+
+
+@pytest.fixture(scope="session")
+def demo() -> Demo:
+    """The default demo (seed 0, 1500 faces), shared by the whole session.
+
+    Read it, do not change it: a test that writes into a demo takes its own with
+    ``make_demo()``, which is cheap (the build is cached; each call copies the arrays).
+    Test modules may define their own ``demo`` fixture; theirs wins in that module.
+    """
+    return make_demo()
+
+
+@pytest.fixture(scope="session")
+def small_demo() -> Demo:
+    """The 300-face demo of the doctests (seed 0), shared by the whole session; read only."""
+    return make_demo(n_faces=300)
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,12 @@ import pytest
 
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 from ferclean.demo import NEAR_EDITS, NON_FACE_KINDS, Demo, demo_dataset, make_demo
+from ferclean.demo.make import _build, _build_cached
 
 GROUP_COLUMNS = ["group", "kind", "rows", "edits", "labels", "splits", "conflict", "cross_split"]
 
 
-@pytest.fixture(scope="module")
-def demo() -> Demo:
-    return make_demo()
-
-
+# `demo` (the default demo) is the session fixture of tests/conftest.py.
 @pytest.fixture(scope="module")
 def small() -> Demo:
     return make_demo(seed=3, n_faces=300)
@@ -107,7 +104,7 @@ def test_rows_are_shuffled_within_splits(demo):
 
 
 def test_same_seed_same_data_and_other_seed_other_data(small):
-    again = make_demo(seed=3, n_faces=300)
+    again = _build(3, 300).fresh()  # drawn anew, not the cached demo
     assert again.dataset.equals(small.dataset, ids=True)
     assert again.dataset.checksum() == small.dataset.checksum()
     assert again.truth.groups.equals(small.truth.groups)
@@ -116,6 +113,44 @@ def test_same_seed_same_data_and_other_seed_other_data(small):
     assert other.dataset.checksum() != small.dataset.checksum()
     n = min(len(other.dataset), len(small.dataset))
     assert not np.array_equal(other.dataset.pixels[:n], small.dataset.pixels[:n])
+
+
+def test_cache_builds_each_demo_once(small):
+    before = _build_cached.cache_info()
+    again = make_demo(seed=np.int64(3), n_faces=300)  # a numpy integer is the same seed
+    after = _build_cached.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    assert again.dataset.equals(small.dataset, ids=True)
+    assert again.truth.groups.equals(small.truth.groups)
+
+
+def test_cached_demos_do_not_share_arrays(small):
+    mine = make_demo(seed=3, n_faces=300)
+    for name in ("pixels", "labels", "splits", "ids"):
+        assert not np.shares_memory(getattr(mine.dataset, name), getattr(small.dataset, name))
+    assert mine.dataset.pixels.flags.writeable
+    checksum = small.dataset.checksum()
+    mine.dataset.pixels[:] = 0  # a caller that writes into its demo ...
+    mine.dataset.labels[:] = 0
+    mine.truth.groups.loc[:, "kind"] = "near"
+    mine.truth.groups.at[0, "rows"] = (0,)
+    mine.truth.non_faces.loc[:, "kind"] = "text"
+    fresh = make_demo(seed=3, n_faces=300)  # ... changes neither later demos nor others
+    assert fresh.dataset.checksum() == checksum == small.dataset.checksum()
+    assert fresh.truth.groups.equals(small.truth.groups) and len(fresh.truth.groups) > 0
+    assert fresh.truth.non_faces.equals(small.truth.non_faces)
+    cached = _build_cached(3, 300)
+    assert not cached.pixels.flags.writeable  # the cache itself cannot be written into
+
+
+def test_generator_seeds_are_not_cached():
+    before = _build_cached.cache_info()
+    rng = np.random.default_rng(11)
+    first = make_demo(seed=rng, n_faces=100)
+    second = make_demo(seed=rng, n_faces=100)  # the generator moved on: another demo
+    assert _build_cached.cache_info().currsize == before.currsize
+    assert not first.dataset.equals(second.dataset)
+    assert first.dataset.equals(make_demo(seed=np.random.default_rng(11), n_faces=100).dataset)
 
 
 def test_demo_dataset_is_make_demo_dataset(small):

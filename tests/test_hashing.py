@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferclean.demo import make_demo
 from ferclean.similarity.hashing import (
     METHODS,
     as_code_matrix,
@@ -38,8 +37,8 @@ def bit_differences(codes: np.ndarray, reference: list[int]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def demo_pixels() -> np.ndarray:
-    return make_demo(n_faces=300).dataset.pixels
+def demo_pixels(small_demo) -> np.ndarray:
+    return small_demo.dataset.pixels
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
+from ferclean.similarity.near import NearDuplicateIndex
 from ferclean.similarity.search import HammingIndex, Matches, group_pairs, hamming_distance
 
 
@@ -98,20 +101,75 @@ def test_edge_cases():
 
 def test_bad_arguments():
     codes = np.arange(4, dtype=np.uint64)
-    with pytest.raises(ValueError, match=r"radius must be in \[0, 64\]"):
+    # messages name the parameter, the value received and the bound it broke
+    with pytest.raises(ValueError, match="radius == 65, must be <= 64"):
         HammingIndex(radius=65).fit(codes)
-    with pytest.raises(TypeError, match="radius must be an integer"):
+    with pytest.raises(ValueError, match="radius == -1, must be >= 0"):
+        HammingIndex(radius=-1).fit(codes)
+    with pytest.raises(ValueError, match="radius == 129, must be <= 128"):
+        HammingIndex(radius=129).fit(np.zeros((2, 2), np.uint64))
+    with pytest.raises(ValueError, match="radius == 70, must be <= 64"):
+        HammingIndex().fit(codes).pairs(radius=70)
+    with pytest.raises(TypeError, match="radius must be an instance of int, not float"):
         HammingIndex(radius=2.5).fit(codes)
+    with pytest.raises(TypeError, match="radius must be an instance of int, not bool"):
+        HammingIndex(radius=True).fit(codes)
     with pytest.raises(ValueError, match="backend must be one of"):
         HammingIndex(backend="bktree").fit(codes)
-    with pytest.raises(ValueError, match="n_substrings"):
+    with pytest.raises(ValueError, match="n_substrings == 0, must be >= 1"):
         HammingIndex(n_substrings=0).fit(codes)
-    with pytest.raises(RuntimeError, match="not fitted"):
-        HammingIndex().pairs()
+    with pytest.raises(ValueError, match="n_substrings == 65, must be <= 64"):
+        HammingIndex(n_substrings=65).fit(codes)
     with pytest.raises(ValueError, match="word"):
         HammingIndex().fit(codes).query(np.zeros((1, 2), np.uint64))
     with pytest.raises(TypeError, match="unsigned"):
         HammingIndex().fit(np.array([-1, 2]))
+
+
+@pytest.mark.parametrize("search", [lambda index: index.pairs(),
+                                    lambda index: index.query(np.arange(3, dtype=np.uint64))])
+def test_unfitted_hamming_index_raises_not_fitted(search):
+    with pytest.raises(NotFittedError, match="HammingIndex is not fitted yet; call fit"):
+        search(HammingIndex())
+    # NotFittedError is also a ValueError and an AttributeError, as in sklearn
+    with pytest.raises(ValueError):
+        search(HammingIndex())
+
+
+@pytest.mark.parametrize("search", [lambda index: index.pairs(),
+                                    lambda index: index.query(np.zeros((1, 48, 48), np.uint8))])
+def test_unfitted_near_index_raises_not_fitted(search):
+    with pytest.raises(NotFittedError, match="NearDuplicateIndex is not fitted yet; call fit"):
+        search(NearDuplicateIndex())
+
+
+def test_indexes_are_estimators():
+    """Parameters are recorded unchanged and cloned; a clone is unfitted."""
+    codes = np.arange(8, dtype=np.uint64)
+    index = HammingIndex(radius=3, backend="brute", n_substrings=2).fit(codes)
+    assert clone(index).get_params() == index.get_params()
+    with pytest.raises(NotFittedError):
+        clone(index).pairs()
+    near = NearDuplicateIndex(radius=6, similarity=0.9, mirror=True, method="dhash")
+    assert clone(near).get_params() == near.get_params()
+    assert repr(near) == "NearDuplicateIndex(method='dhash', mirror=True, radius=6, similarity=0.9)"
+
+
+def test_near_index_checks_its_thresholds():
+    pixels = np.zeros((2, 48, 48), np.uint8)
+    for params, error, message in (
+            ({"radius": 65}, ValueError, "radius == 65, must be <= 64"),
+            ({"radius": 1.5}, TypeError, "radius must be an instance of int"),
+            ({"similarity": 2}, ValueError, r"similarity must be in \[-1.0, 1.0\]; got 2"),
+            ({"similarity": float("nan")}, ValueError, "similarity must be in"),
+            ({"similarity": "high"}, TypeError, "similarity must be a number")):
+        with pytest.raises(error, match=message):
+            NearDuplicateIndex(**params).fit(pixels)
+    index = NearDuplicateIndex().fit(pixels)
+    with pytest.raises(ValueError, match=r"min_similarity must be in \[-1.0, 1.0\]; got 1.5"):
+        index.pairs(min_similarity=1.5)
+    with pytest.raises(ValueError, match="min_similarity must be in"):
+        index.query(pixels, min_similarity=-2)
 
 
 def test_group_pairs_is_union_find():

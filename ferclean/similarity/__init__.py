@@ -3,8 +3,11 @@
 The layer under the auditors. Everything here works on pixel arrays and positions, not on
 findings: :mod:`~ferclean.similarity.exact` (content hashes, groups of identical images),
 :mod:`~ferclean.similarity.hashing` (imagehash-compatible perceptual hashes, vectorised),
-:mod:`~ferclean.similarity.search` (exact multi-index Hamming search) and
-:mod:`~ferclean.similarity.near` (the near-duplicate index and its pixel verification).
+:mod:`~ferclean.similarity.search` (exact multi-index Hamming search), and the
+near-duplicate search in four modules: :mod:`~ferclean.similarity.transforms` (the
+geometric variants hashed), :mod:`~ferclean.similarity.near_hash` (their search hashes),
+:mod:`~ferclean.similarity.verify` (pixel verification) and
+:mod:`~ferclean.similarity.near` (the index that runs them).
 """
 
 from ferclean.similarity.exact import (

@@ -26,9 +26,13 @@ from __future__ import annotations
 
 import os
 from math import comb
+from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_scalar
+from sklearn.utils.validation import check_is_fitted
 
 from ferclean.similarity.hashing import as_code_matrix, map_blocks, popcount
 
@@ -82,13 +86,37 @@ def _empty_matches() -> Matches:
     return Matches(z, z.copy(), z.copy())
 
 
+def _check_int(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``, through :func:`sklearn.utils.check_scalar`,
+    whose messages say what was received and which bound it broke.
+
+    Examples
+    --------
+    >>> _check_int(np.int64(3), "radius", 0, 64)
+    3
+    >>> _check_int(2.5, "radius", 0, 64)
+    Traceback (most recent call last):
+    ...
+    TypeError: radius must be an instance of int, not float.
+    """
+    # check_scalar takes True and False for 1 and 0 (bool is an Integral); a flag passed
+    # where a count belongs is a mistake, so it is refused here first.
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an instance of int, not bool.")
+    return int(check_scalar(value, name, target_type=Integral, min_val=low, max_val=high))
+
+
 def _check_radius(radius: Any, n_bits: int) -> int:
-    """A radius must be an integer in ``[0, n_bits]``; say what was received if not."""
-    if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, np.integer)):
-        raise TypeError(f"radius must be an integer in [0, {n_bits}]; got {radius!r}")
-    if not 0 <= int(radius) <= n_bits:
-        raise ValueError(f"radius must be in [0, {n_bits}] for {n_bits}-bit codes; got {radius}")
-    return int(radius)
+    """A Hamming radius: an integer in ``[0, n_bits]``.
+
+    Examples
+    --------
+    >>> _check_radius(65, 64)
+    Traceback (most recent call last):
+    ...
+    ValueError: radius == 65, must be <= 64.
+    """
+    return _check_int(radius, "radius", 0, n_bits)
 
 
 def hamming_distance(a: Any, b: Any) -> np.ndarray:
@@ -282,7 +310,7 @@ class _Table:
         return np.searchsorted(self.sorted_keys, probe, side="left").astype(self.pos_dtype)
 
 
-class HammingIndex:
+class HammingIndex(BaseEstimator):
     """Every code within a Hamming radius: exact, sub-quadratic multi-index hashing.
 
     Parameters
@@ -318,6 +346,7 @@ class HammingIndex:
     Every result is sorted: :meth:`query` by (query, distance, index) and :meth:`pairs` by
     (first, second); self-matches are excluded from :meth:`pairs` (and from
     :meth:`query` when ``exclude_self=True``, for querying the fitted codes themselves).
+    Both raise :class:`sklearn.exceptions.NotFittedError` before :meth:`fit`.
 
     Examples
     --------
@@ -363,10 +392,8 @@ class HammingIndex:
         self.substrings_: list[tuple[int, int]] = []
         if self.backend == "mih":
             m = self.n_substrings
-            if m is not None and (not isinstance(m, (int, np.integer)) or not (
-                    -(-self.n_bits_ // 64) <= m <= self.n_bits_)):
-                raise ValueError(f"n_substrings must be an integer in "
-                                 f"[{-(-self.n_bits_ // 64)}, {self.n_bits_}]; got {m!r}")
+            if m is not None:  # at least one substring per 64-bit word, at most one per bit
+                m = _check_int(m, "n_substrings", -(-self.n_bits_ // 64), self.n_bits_)
             self.substrings_ = _choose_substrings(self.codes_, radius, m)
             for start, length in self.substrings_:
                 self._tables.append(_Table(_extract(self.codes_, start, length), length,
@@ -375,8 +402,10 @@ class HammingIndex:
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "codes_"):
-            raise RuntimeError("this HammingIndex is not fitted yet; call fit(codes) first")
+        # sklearn's NotFittedError (a ValueError and an AttributeError), as every
+        # estimator raises it, so callers can catch one error for all of them
+        check_is_fitted(self, "codes_", msg="This %(name)s is not fitted yet; call "
+                        "fit(codes) first.")
 
     # ------------------------------------------------------------------ searching
     def query(self, codes: Any, radius: int | None = None, *,
