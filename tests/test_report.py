@@ -22,12 +22,16 @@ from PIL import Image
 
 import ferclean
 from conftest import make_random_dataset
+from ferclean.auditors import REGISTRY, Auditor, register, unregister
 from ferclean.demo import make_demo
+from ferclean.findings import make_findings, read_findings
 from ferclean.reporting import report, save_figures, write_report
 from ferclean.reporting.figures import mean_pixel_boxplot, mean_pixel_stats
-from ferclean.reporting.html import GALLERIES
+from ferclean.reporting.galleries import report_issues
 
-GALLERY_ISSUES = [issue for issue, *_ in GALLERIES]
+# The built-in galleries in page order (derived from the auditor registry).
+GALLERY_ISSUES = [s.issue for s in report_issues() if s.layout is not None]
+GROUP_ISSUES = [s.issue for s in report_issues() if s.layout == "groups"]
 ITEMS_PER_PAGE, GROUPS_PER_PAGE = 60, 30
 
 
@@ -293,10 +297,14 @@ def test_exact_and_near_groups_side_by_side(demo, tmp_path):
     data = payload(text)
     for issue in ("label_conflict", "cross_split_leak"):
         part = result.of(issue)
-        assert part["detail"].str.startswith("near duplicate group").any()
+        assert set(part["kind"]) == {"exact", "near"}
         groups = data["galleries"][issue]["groups"]
         assert len(groups) == part["group"].nunique()
         assert sum(len(g[2]) for g in groups) == len(part)
+        # each group carries its kind, read from the findings' kind column
+        want = part.groupby("group").agg(first=("row", "min"), kind=("kind", "first"))
+        got = {data["meta"]["row"][min(m[0] for m in g[2])]: g[3] for g in groups}
+        assert got == dict(zip(want["first"], want["kind"], strict=True))
     assert "near-duplicate groups" in text  # the leak callout counts near groups apart
 
 
@@ -347,6 +355,140 @@ def test_report_runs_the_audit_and_stays_callable(demo, tmp_path):
         report(ds, ferclean.audit(ds, only=["outlier"]), tmp_path / "c.html", only=["x"])
 
 
+# ---------------------------------------------------------------------- registry-driven
+class DarkImageAuditor(Auditor):
+    """A user's auditor, as in the docs: images darker than ``level``, worst first."""
+
+    issue_name = "dark_image"
+    title = "Dark images"
+    description = "Images whose mean grey level is below the level."
+    gallery = "items"
+    order = 110
+
+    def __init__(self, *, level: float = 80.0) -> None:
+        self.level = level
+
+    def _audit(self, dataset, context):
+        mean = context.mean_pixel
+        index = np.flatnonzero(mean < self.level)
+        return make_findings(dataset, index, self.issue_name, score=1 - mean[index] / 255,
+                             detail=[f"mean grey {m:.1f}" for m in mean[index]])
+
+
+class DarkShareAuditor(DarkImageAuditor):
+    """The same finding shown as a summary card only (``gallery=None``)."""
+
+    issue_name = "dark_share"
+    title = "Dark share"
+    gallery = None
+    order = 120
+
+
+@pytest.fixture
+def custom_auditors():
+    for cls in (DarkImageAuditor, DarkShareAuditor):
+        register(cls)
+    try:
+        yield
+    finally:
+        for name in ("dark_image", "dark_share"):
+            if name in REGISTRY:
+                unregister(name)
+
+
+def test_custom_auditor_gets_a_gallery(demo, tmp_path, custom_auditors):
+    ds, _ = demo
+    result = ferclean.audit(ds, only=["exact_duplicate", "dark_image", "dark_share"])
+    n_dark = len(result.of("dark_image"))
+    assert n_dark > 0, "the demo should have dark images"
+    specs = {s.issue: s for s in report_issues()}
+    assert specs["dark_image"].layout == "items" and specs["dark_share"].layout is None
+    path = write_report(ds, result, tmp_path / "r.html")
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r'data-testid="gallery-dark_image" data-kind="items" '
+                     r'data-state="found"', text)
+    assert "<h2>Dark images</h2>" in text and 'href="#g-dark_image"' in text
+    assert 'data-testid="gallery-dark_share"' not in text  # a card only
+    assert 'data-testid="tile-dark_share"' in text and 'data-testid="tile-dark_image"' in text
+    gallery = payload(text)["galleries"]["dark_image"]
+    assert gallery["layout"] == "items" and len(gallery["items"]) == n_dark
+    # after the built-in galleries, in registry order
+    assert text.index('data-testid="gallery-exact_duplicate"') < text.index(
+        'data-testid="gallery-dark_image"')
+    if chromium_binary() is not None:
+        dom = dump_dom(tmp_path, path)
+        assert len(dom.items_of("dark_image", grouped=False)) == min(n_dark, ITEMS_PER_PAGE)
+        assert dom.sections["dark_image"]["data-matching"] == str(n_dark)
+
+
+def test_custom_auditor_read_back_unregistered(demo, tmp_path, custom_auditors):
+    """Findings of an auditor this session does not know still get a gallery."""
+    ds, _ = demo
+    saved = ferclean.audit(ds, only=["dark_image"]).save(tmp_path / "audit")
+    unregister("dark_image")
+    back = read_findings(saved)
+    text = write_report(ds, back, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert re.search(r'data-testid="gallery-dark_image" data-kind="items" '
+                     r'data-state="found"', text)
+    assert "<h2>Dark image</h2>" in text  # a heading made from the issue name
+
+
+def test_groups_come_from_columns_not_detail(demo):
+    """Kinds, similarity and related images come from typed columns: blanking every
+    ``detail`` changes nothing but the captions."""
+    ds, _ = demo
+    both = {"duplicates": "all"}
+    result = ferclean.audit(ds, ["exact_duplicate", {"near_duplicate": {"mirror": True}},
+                                 {"cross_split_leak": both}])
+    blank = ferclean.findings.AuditResult(result.findings.assign(detail=""), result.summary,
+                                          result.auditors)
+    a = ferclean.reporting.gallery_payload(ds, result)
+    b = ferclean.reporting.gallery_payload(ds, blank)
+    strip = {issue: [[g[0], g[3], [[m[0], m[1], m[2], m[4]] for m in g[2]]]
+                     for g in gallery.get("groups", [])]
+             for issue, gallery in a["galleries"].items()}
+    assert strip == {issue: [[g[0], g[3], [[m[0], m[1], m[2], m[4]] for m in g[2]]]
+                             for g in gallery.get("groups", [])]
+                     for issue, gallery in b["galleries"].items()}
+    assert b["strings"] == [""]
+    rows = a["meta"]["row"]
+    for issue in ("near_duplicate", "cross_split_leak"):
+        part = result.of(issue).set_index("row")
+        kinds = {g[3] for g in a["galleries"][issue]["groups"]}
+        assert kinds == set(part["kind"]) and kinds <= {"exact", "near", "mirror"}
+        for g in a["galleries"][issue]["groups"]:
+            for m in g[2]:
+                related = part.loc[rows[m[0]], "related_row"]
+                assert (rows[m[4]] if m[4] >= 0 else -1) == related
+    assert "mirror" in {g[3] for g in a["galleries"]["near_duplicate"]["groups"]}
+
+
+def test_static_files_are_inlined(built):
+    from importlib import resources
+
+    _, _, path = built
+    text = path.read_text(encoding="utf-8")
+    static = resources.files("ferclean.reporting").joinpath("static")
+    for name in ("report.css", "report.js"):
+        body = static.joinpath(name).read_text(encoding="utf-8")
+        assert body.strip() and body in text, name
+
+
+def test_no_pyplot_in_reporting():
+    """Figures come from ferclean._figures: no pyplot import, no backend switch."""
+    import ast
+
+    folder = Path(ferclean.reporting.__file__).parent
+    for src in folder.rglob("*.py"):
+        tree = ast.parse(src.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any("pyplot" in n for n in names), (src.name, node.lineno)
+            if isinstance(node, ast.Attribute) and node.attr == "use":
+                assert ast.unparse(node.value) != "matplotlib", (src.name, node.lineno)
+
+
 # ---------------------------------------------------------------------- browser tests
 def test_browser_renders_real_images(built, tmp_path):
     _, result, path = built
@@ -357,10 +499,13 @@ def test_browser_renders_real_images(built, tmp_path):
     assert int(dom.body["data-images-loaded"]) == len(thumbs)
     n_out = len(result.of("outlier"))
     assert len(dom.items_of("outlier", grouped=False)) == min(n_out, ITEMS_PER_PAGE)
-    for issue in GALLERY_ISSUES[:2] + GALLERY_ISSUES[3:]:
+    for issue in GROUP_ISSUES:
         n_groups = result.of(issue)["group"].nunique()
         assert len(dom.groups_of(issue)) == min(n_groups, GROUPS_PER_PAGE), issue
         assert dom.sections[issue]["data-matching"] == str(n_groups)
+    # each group is marked with its kind
+    assert {g["attrs"]["data-kind"] for g in dom.groups_of("exact_duplicate")} == {"exact"}
+    assert {g["attrs"]["data-kind"] for g in dom.groups_of("near_duplicate")} == {"near"}
     # outliers worst first; every leak group spans more than one split
     scores = [float(i["attrs"]["data-score"]) for i in dom.items_of("outlier")]
     assert scores == sorted(scores, reverse=True)

@@ -1,8 +1,18 @@
 """See the audit: a self-contained HTML report, and the figures as PNGs for papers.
 
 ``ferclean.report(ds)`` audits a dataset and writes ``report.html``; :func:`write_report`
-renders an audit you already have. The page is one file with everything inline (see
-:mod:`ferclean.reporting.html`); the figures come from :mod:`ferclean.reporting.figures`.
+renders an audit you already have. The package's modules:
+
+============== ==========================================================================
+module         what it holds
+============== ==========================================================================
+``html``       :func:`write_report` and :func:`render_html`: the page, assembled
+``galleries``  :func:`report_issues` (which galleries and cards, from the auditor
+               registry) and :func:`gallery_payload` (the JSON the page's script renders)
+``figures``    the figures, as matplotlib Figures and as PNG files for papers
+``_sections``  the page parts: summary cards, leak box, class table, gallery frames
+``static/``    ``report.css`` and ``report.js``, inlined into every page
+============== ==========================================================================
 
 Examples
 --------
@@ -23,8 +33,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ferclean.auditors.runner import AuditResult, audit
+from ferclean.auditors import audit
 from ferclean.dataset import FaceDataset
+from ferclean.findings import AuditResult
 from ferclean.reporting.figures import (
     FIGURES,
     class_counts,
@@ -33,16 +44,20 @@ from ferclean.reporting.figures import (
     mean_pixel_stats,
     save_figures,
 )
+from ferclean.reporting.galleries import ReportIssue, gallery_payload, report_issues
 from ferclean.reporting.html import render_html, write_report
 
 __all__ = [
     "FIGURES",
+    "ReportIssue",
     "class_counts",
     "duplicates_per_emotion",
+    "gallery_payload",
     "mean_pixel_boxplot",
     "mean_pixel_stats",
     "render_html",
     "report",
+    "report_issues",
     "save_figures",
     "write_report",
 ]

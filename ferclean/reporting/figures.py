@@ -12,9 +12,11 @@ mean_pixel_boxplot       box-and-whisker plot of each image's mean grey level, o
 class_counts             images per emotion in each split
 ======================== ================================================================
 
-Figures are built on :class:`matplotlib.figure.Figure` directly, never through
-``pyplot``: no global figure registry to leak memory into, no GUI backend to pick, and
-the functions are safe to call from a server or a test.
+Figures are :class:`matplotlib.figure.Figure` objects made by
+:func:`ferclean._figures.new_figure`, never through ``pyplot``: no global figure registry
+to leak memory into, no backend switch, and the functions are safe to call from a
+notebook, a server or a test. :func:`figure_png` (re-exported from
+:mod:`ferclean._figures`) gives a figure's PNG bytes without software metadata.
 
 Examples
 --------
@@ -30,7 +32,6 @@ Examples
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,10 +42,10 @@ import pandas as pd
 from matplotlib.cbook import boxplot_stats
 from matplotlib.figure import Figure
 
-from ferclean._atomic import atomic_file
+from ferclean._figures import figure_png, new_figure, save_figure
 from ferclean.auditors.context import AuditContext
-from ferclean.auditors.runner import AuditResult
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
+from ferclean.findings import AuditResult
 
 __all__ = [
     "FIGURES",
@@ -59,9 +60,6 @@ __all__ = [
 #: One colour per split (Training, PublicTest, PrivateTest), shared with the HTML report.
 SPLIT_COLORS: tuple[str, ...] = ("#4c72b0", "#dd8452", "#c44e52")
 _DEFAULT_WHISKER = 1.5
-# PNG metadata matplotlib would write by default names its website; leave it out so the
-# report's base64 holds nothing but pixels.
-_PNG_METADATA = {"Software": None}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -88,20 +86,6 @@ def _annotate_bars(ax: Any, bars: Any, fontsize: float = 7.0) -> None:
             ax.annotate(f"{int(height):,}", (bar.get_x() + bar.get_width() / 2, height),
                         ha="center", va="bottom", fontsize=fontsize, xytext=(0, 1),
                         textcoords="offset points")
-
-
-def figure_png(fig: Figure, *, dpi: float = 150) -> bytes:
-    """The PNG bytes of ``fig`` (tight bounding box, no software metadata).
-
-    Examples
-    --------
-    >>> from matplotlib.figure import Figure
-    >>> figure_png(Figure(figsize=(1, 1)))[:8]
-    b'\\x89PNG\\r\\n\\x1a\\n'
-    """
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=_PNG_METADATA)
-    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------- figures
@@ -148,7 +132,7 @@ def duplicates_per_emotion(dataset: FaceDataset, result: AuditResult) -> Figure:
                        np.bincount(removable[removable >= 0], minlength=len(EMOTIONS)),
                        colour + "80"))  # same hue, half transparent
 
-    fig = Figure(figsize=(8.0, 4.0), layout="constrained")
+    fig = new_figure(figsize=(8.0, 4.0))
     ax = fig.add_subplot()
     x = np.arange(len(EMOTIONS))
     width = 0.8 / max(len(series), 1)
@@ -263,7 +247,7 @@ def mean_pixel_boxplot(dataset: FaceDataset, result: AuditResult | None = None) 
         (e, dataset.labels == i) for i, e in enumerate(EMOTIONS)]
     groups = [(name, mask) for name, mask in groups if mask.any()]
 
-    fig = Figure(figsize=(8.0, 4.2), layout="constrained")
+    fig = new_figure(figsize=(8.0, 4.2))
     ax = fig.add_subplot()
     if not groups:
         ax.text(0.5, 0.5, "no images", transform=ax.transAxes, ha="center", va="center")
@@ -322,7 +306,7 @@ def class_counts(dataset: FaceDataset, result: AuditResult | None = None) -> Fig
     ['Training', 'PublicTest', 'PrivateTest']
     """
     present = list(dataset.split_counts())
-    fig = Figure(figsize=(8.0, 4.0), layout="constrained")
+    fig = new_figure(figsize=(8.0, 4.0))
     ax = fig.add_subplot()
     x = np.arange(len(EMOTIONS))
     width = 0.8 / max(len(present), 1)
@@ -388,10 +372,4 @@ def _write_pngs(figures: dict[str, Figure], folder: str | os.PathLike,
                 *, dpi: float = 200) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, fig in figures.items():
-        path = folder / f"{name}.png"
-        with atomic_file(path) as tmp:
-            tmp.write_bytes(figure_png(fig, dpi=dpi))
-        paths.append(path)
-    return paths
+    return [save_figure(fig, folder / f"{name}.png", dpi=dpi) for name, fig in figures.items()]
