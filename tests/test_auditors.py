@@ -11,11 +11,14 @@ import ferclean
 from ferclean.auditors import (
     REGISTRY,
     AuditContext,
+    Auditor,
     ClassImbalanceAuditor,
     CrossSplitLeakAuditor,
     ExactDuplicateAuditor,
     LabelConflictAuditor,
     get_auditor,
+    register,
+    unregister,
 )
 from ferclean.dataset import EMOTIONS, FaceDataset
 from ferclean.demo import make_demo
@@ -99,7 +102,7 @@ def test_only_skip_and_specs(demo):
     assert set(result.findings.issue) == {"label_conflict"}
     result = ferclean.audit(demo.dataset, skip=["class_imbalance", "outlier"])
     assert "class_imbalance" not in set(result.findings.issue)
-    with pytest.raises(ValueError, match=r"unknown auditor\(s\) 'nope' in only=; available: "):
+    with pytest.raises(ValueError, match="unknown auditor 'nope' in only=; available: "):
         ferclean.audit(demo.dataset, only=["nope"])
     result = ferclean.audit(demo.dataset, [{"class_imbalance": {"threshold": 0.9}}])
     assert result.auditors[0].threshold == 0.9
@@ -127,7 +130,7 @@ def test_common_checks(name, case):
     auditor = get_auditor(name)
     first = auditor.audit(ds)
     assert list(first.columns) == list(COLUMNS)
-    assert validate_findings(first) is not None
+    pd.testing.assert_frame_equal(validate_findings(first), first)  # already valid
     assert set(first.issue) <= {name}
     twin = clone(auditor)
     assert twin.get_params() == auditor.get_params()
@@ -173,3 +176,100 @@ def test_findings_contract():
                              make_findings(ds, [0, 2], "exact_duplicate", group=0)],
                             order=list(REGISTRY))
     assert table.issue.tolist() == ["exact_duplicate", "exact_duplicate", "outlier"]
+
+
+# Non-default settings per built-in auditor, each chosen so that it changes the findings on
+# the demo data; the test below fails when a registered auditor has none.
+NON_DEFAULT = {
+    "exact_duplicate": {},  # no parameters
+    "near_duplicate": {"similarity": 0.999},
+    "label_conflict": {"duplicates": "all"},
+    "cross_split_leak": {"duplicates": "all"},
+    "outlier": {"method": "mean_iqr"},
+    "class_imbalance": {"threshold": 0.9},
+}
+
+
+@pytest.mark.parametrize("name", sorted(NON_DEFAULT))
+def test_settings_take_effect_alone_and_as_a_dependency(demo, name):
+    """Each auditor honours non-default settings when run alone, and every auditor that
+    requires it gets it computed with those settings, whatever --only says."""
+    assert set(NON_DEFAULT) >= set(REGISTRY) - {"dark_image"}
+    settings = NON_DEFAULT[name]
+    alone = ferclean.audit(demo.dataset, only=[name], params={name: settings})
+    assert alone.summary["settings"][name] == {**get_auditor(name).get_params(), **settings}
+    if settings:
+        default = ferclean.audit(demo.dataset, only=[name])
+        assert not alone.findings.equals(default.findings)
+    for user, params in NON_DEFAULT.items():
+        if name not in get_auditor(user, **params).requires():
+            continue
+        run = ferclean.Audit(only=[user], params={user: params, name: settings})
+        with_setting = run.run(demo.dataset)
+        assert run.context_.dependency(name).get_params() == alone.summary["settings"][name]
+        without = ferclean.audit(demo.dataset, only=[user], params={user: params})
+        assert not with_setting.findings.equals(without.findings), (user, name)
+        # the dependency's result is the same whether it is reported or not
+        both = ferclean.audit(demo.dataset, only=[user, name],
+                              params={user: params, name: settings})
+        assert both.of(user).equals(with_setting.of(user))
+
+
+class DarkImageAuditor(Auditor):
+    """A user's own auditor, registered in the test as a notebook user would."""
+
+    issue_name = "dark_image"
+    title = "Dark images"
+    description = "Images whose mean grey level is below a level."
+
+    def __init__(self, *, level: float = 60.0):
+        self.level = level
+
+    def _audit(self, dataset, context):
+        mean = context.mean_pixel
+        index = np.flatnonzero(mean < self.level)
+        return make_findings(dataset, index, self.issue_name,
+                             score=1 - mean[index] / 255, detail="dark")
+
+
+@pytest.fixture
+def dark_auditor():
+    register(DarkImageAuditor)
+    yield DarkImageAuditor
+    unregister("dark_image")
+
+
+def test_a_users_auditor_reaches_audit_files_and_plans(tmp_path, demo, dark_auditor):
+    from ferclean.cleaning import CleaningPlan, Rule
+
+    result = ferclean.audit(demo.dataset, params={"dark_image": {"level": 80}})
+    dark = result.of("dark_image")
+    assert len(dark) and (demo.dataset.pixels[dark.row].mean(axis=(1, 2)) < 80).all()
+    assert result.summary["issues"]["dark_image"]["images"] == len(dark)
+    assert list(result.summary["issues"])[-1] == "dark_image"  # after the built-ins
+    back = ferclean.read_findings(result.save(tmp_path / "audit"))
+    assert back.of("dark_image").equals(dark)
+    plan = CleaningPlan("no-dark", (Rule("dark_image", "drop_all"),))
+    cleaned, manifest = ferclean.clean(demo.dataset, plan, back)
+    assert set(manifest.removed.row) == set(dark.row)
+    with pytest.raises(ValueError, match="already registered"):
+        register(type("Other", (DarkImageAuditor,), {}))
+
+
+def test_registry_rejects_bad_auditors():
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        register(type("Bad", (Auditor,), {"issue_name": "Bad Name"}))
+    with pytest.raises(ValueError, match="gallery must be"):
+        register(type("Bad", (Auditor,), {"issue_name": "bad", "gallery": "wall"}))
+    assert "bad" not in REGISTRY
+
+
+def test_an_auditor_may_only_report_its_own_issue(demo):
+    class Liar(DarkImageAuditor):
+        issue_name = "liar"
+
+        def _audit(self, dataset, context):
+            return make_findings(dataset, [0], "outlier")
+
+    with pytest.raises(ValueError, match="may only report 'liar'"):
+        Liar().audit(demo.dataset)

@@ -42,7 +42,8 @@ def _check_names(names: Iterable[str] | None, what: str) -> set[str]:
     names = set(names or ())
     unknown = sorted(names - set(REGISTRY))
     if unknown:
-        raise ValueError(f"unknown auditor(s) {', '.join(map(repr, unknown))} in {what}; "
+        noun = "auditor" if len(unknown) == 1 else "auditors"
+        raise ValueError(f"unknown {noun} {', '.join(map(repr, unknown))} in {what}; "
                          f"available: {', '.join(REGISTRY)}")
     return names
 
