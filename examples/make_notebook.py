@@ -37,7 +37,7 @@ leaks.head()"""),
 of a test image; the test splits stay untouched. The manifest lists every removed image."""),
     ("code", """from ferclean.cleaning import clean, restore
 
-cleaned, manifest = clean(ds, "strict", findings=result.findings)
+cleaned, manifest = clean(ds, "strict", result)  # acts on the audit's findings
 print(len(ds), "->", len(cleaned))
 manifest.summary()"""),
     ("code", """removed = ds[manifest.removed.position.to_numpy()]
