@@ -1,8 +1,8 @@
 """Repository-wide pytest settings.
 
-The reference models, the trainer and the evaluation (``ferclean.learning.models``,
-``ferclean.learning``, ``ferclean.learning``) need the ``bench`` extra (JAX, Flax,
-Optax). Without it their doctests are not collected, so ``pytest`` still passes on a
+The reference models, the trainer and the evaluation (``ferclean.learning``) need the
+``bench`` extra (JAX, Flax, Optax), and so does the benchmark suite (``ferclean.bench``).
+Without it their doctests are not collected, so ``pytest`` still passes on a
 plain install; their test files skip themselves with ``pytest.importorskip``.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 
 _BENCH = ("jax", "flax", "optax")
-_NEEDS_BENCH = ["ferclean/models", "ferclean/training.py", "ferclean/evaluation.py"]
+_NEEDS_BENCH = ["ferclean/learning", "ferclean/bench"]
 
 
 def _installed(name: str) -> bool:
