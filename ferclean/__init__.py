@@ -11,12 +11,10 @@ The flow, one verb per step::
     original = ferclean.restore_from("clean/")
 """
 
+from ferclean._version import __version__
 from ferclean.dataset import EMOTIONS, IMAGE_SIZE, SPLITS, UNLABELED, FaceDataset
 from ferclean.errors import BadInputError, FercleanError, LeakageError
 from ferclean.io import convert, load, save
-
-__version__ = "0.1.0"
-
 
 # The auditors, cleaning, protocol and the report pull in scipy, scikit-learn and
 # matplotlib: import them when first used (PEP 562), so ``import ferclean`` stays fast,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ferclean import __version__
+from ferclean._version import __version__
 from ferclean.errors import ON_BAD_CHOICES, FercleanError
 
 EXIT_OK = 0

@@ -17,20 +17,16 @@ up everywhere without editing ferclean.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ferclean._validation import check_dataset
+from ferclean.auditors._registry import REGISTRY
+from ferclean.auditors.context import AuditContext
 from ferclean.dataset import FaceDataset
 from ferclean.findings import group_counts
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ferclean.auditors.context import AuditContext
-
-#: Auditor classes by issue name, in the order ``ferclean audit`` runs and reports them.
-REGISTRY: dict[str, type[Auditor]] = {}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -93,8 +89,6 @@ class Auditor(BaseEstimator):
             Columns ``row``, ``image_id``, ``split``, ``label``, ``issue``, ``group``,
             ``kind``, ``related_row``, ``score``, ``detail`` (see :mod:`ferclean.findings`).
         """
-        from ferclean.auditors.context import AuditContext
-
         check_dataset(dataset)
         if context is None:
             context = AuditContext(dataset)

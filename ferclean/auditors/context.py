@@ -16,16 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ferclean.auditors.base import REGISTRY, Auditor
+from ferclean.auditors._registry import REGISTRY
 from ferclean.dataset import IMAGE_SIZE, FaceDataset
 from ferclean.findings import validate_findings
 from ferclean.similarity.exact import DuplicateGroups, content_hash, exact_groups
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ferclean.auditors.base import Auditor
 
 
 def _params_key(auditor: Auditor) -> tuple[str, str]:
@@ -60,7 +63,7 @@ class AuditContext:
         self.dataset = dataset
         self.settings: dict[str, Auditor] = dict(settings or {})
         for name, auditor in self.settings.items():
-            if not isinstance(auditor, Auditor) or auditor.issue_name != name:
+            if getattr(auditor, "issue_name", None) != name or not hasattr(auditor, "_audit"):
                 raise ValueError(f"settings[{name!r}] must be an auditor for {name!r}; "
                                  f"got {auditor!r}")
         self._results: dict[tuple[str, str], tuple[Auditor, pd.DataFrame]] = {}

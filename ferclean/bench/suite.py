@@ -168,10 +168,10 @@ def _run_one(prepared: Prepared, cell: Cell, profile: Profile, seed: int) -> dic
 
 def _environment() -> dict[str, Any]:
     """Hardware and versions of the process that trains."""
-    import ferclean
+    from ferclean._version import __version__
 
     versions = {"python": platform.python_version(), "numpy": np.__version__,
-                "ferclean": ferclean.__version__}
+                "ferclean": __version__}
     try:
         import flax
         import jax

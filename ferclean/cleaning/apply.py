@@ -237,7 +237,7 @@ def clean(
         "pixel_sha256": pixel_sha256(removed.pixels),
         "reason": by_pos["reason"].agg(" | ".join).to_numpy(object) if len(positions) else [],
     }, columns=_REMOVED_COLUMNS)
-    from ferclean import __version__
+    from ferclean._version import __version__
 
     info = {
         "plan": plan.to_dict(),

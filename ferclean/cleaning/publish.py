@@ -134,7 +134,7 @@ def _card(name: str, manifest: Manifest, files: dict[str, str], figures: list[st
         by_issue = removed.issues.str.split(";").explode().value_counts().sort_index()
         lines += ["| issue | images | rule |", "|---|---:|---|"]
         rules = {r["issue"]: r for r in info["plan"]["rules"]}
-        from ferclean.cleaning import Rule
+        from ferclean.cleaning.plan import Rule
 
         for issue, n in by_issue.items():
             rule = Rule.from_dict(rules[issue]).describe() if issue in rules else ""
@@ -226,7 +226,7 @@ def publish(
         (tmp / "manifest.json").write_text(manifest.to_json())
         figures = _figures(dataset, manifest, tmp / "figures")
         (tmp / "README.md").write_text(_card(stem, manifest, files, figures))
-        from ferclean import __version__
+        from ferclean._version import __version__
 
         metadata = {
             "name": stem,

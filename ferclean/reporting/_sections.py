@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import ferclean
 from ferclean._figures import figure_png
+from ferclean._version import __version__
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 from ferclean.findings import AuditResult
 from ferclean.reporting.figures import SPLIT_COLORS
@@ -300,6 +300,6 @@ def gallery_section(spec: ReportIssue, gallery: dict[str, Any], ran: set[str]) -
 
 def footer() -> str:
     """The page footer: version and what the scores mean."""
-    return (f"<footer>Written by ferclean {esc(ferclean.__version__)}. This file is "
+    return (f"<footer>Written by ferclean {esc(__version__)}. This file is "
             "self-contained: it loads nothing from the network. Scores run from 0 to 1, "
             "higher is worse (for near duplicates: more similar).</footer>")
