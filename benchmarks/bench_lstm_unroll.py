@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
-    from ferclean.learning._training import PRNG_IMPL, TrainConfig, _jax, create_train_state
+    from ferclean.learning import PRNG_IMPL, TrainConfig, create_train_state, train_steps
     from ferclean.learning.models import get_model
 
     rng = np.random.default_rng(0)
@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     for unroll in (int(u) for u in args.unrolls.split(",")):
         state = create_train_state(get_model("cnn_lstm", lstm_unroll=unroll), TrainConfig(), 0)
         start = time.perf_counter()
-        state, _ = _jax().train_steps(state, data, index, key)
+        state, _ = train_steps(state, data, index, key)
         jax.block_until_ready(state)
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(args.calls):
-            state, _ = _jax().train_steps(state, data, index, key)
+            state, _ = train_steps(state, data, index, key)
         jax.block_until_ready(state)
         step_ms = (time.perf_counter() - start) / (args.calls * args.steps_per_call) * 1000
         rows[str(unroll)] = {"compile_s": round(compile_s, 1), "step_ms": round(step_ms, 2)}

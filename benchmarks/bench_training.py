@@ -96,12 +96,12 @@ def bench_model(name: str, steps: int, warmup: int, batch_size: int) -> dict[str
     from ferclean.learning import (
         PRNG_IMPL,
         TrainConfig,
-        _module,
         create_train_state,
         eval_step,
         train_step,
     )
     from ferclean.learning.models import count_params
+    from ferclean.learning.training.model import _module  # cached: the loop's jit caches hit
 
     cfg = TrainConfig(model=name, batch_size=batch_size, seed=SEED)
     module = _module(name, {})

@@ -61,13 +61,13 @@ except ImportError:
 
 if have_jax:
     from ferclean.learning import classification_metrics
-    from ferclean.learning import TrainConfig, predict, train
+    from ferclean.learning import TrainConfig, predict_proba, train
 
     config = TrainConfig(epochs=2, batch_size=32, model_kwargs={"bn_momentum": 0.9})
     test = ds.split("PrivateTest")
     for name, data in [("raw", ds), ("strict", cleaned)]:
         model = train((data.split("Training"), data.split("PublicTest")), config)
-        metrics = classification_metrics(test.labels, predict(model, test))
+        metrics = classification_metrics(test.labels, predict_proba(model, test))
         print(f"{name}: PrivateTest accuracy {metrics['accuracy']:.3f}")"""),
 ]
 

@@ -348,7 +348,7 @@ class TrainCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         if not _require_bench(self.name):
             return EXIT_ERROR
-        from ferclean.learning import TrainConfig, train_to
+        from ferclean.learning import TrainConfig, train
 
         model_kwargs = {}
         for item in args.model_arg:
@@ -363,8 +363,10 @@ class TrainCommand(Command):
                              lr_patience=args.lr_patience, class_weight=args.class_weight,
                              seed=args.seed)
         ds = _load_input(args)
-        result = train_to(ds, args.out, config=config, progress=_interactive(),
-                          overwrite=args.overwrite)
+        # out= keeps the best checkpoint so far on disk if the run is interrupted
+        result = train(ds, config, out=args.out, progress=_interactive(),
+                       overwrite=args.overwrite)
+        result.save(args.out, overwrite=True)
         print(result.history.to_string(index=False))
         print(f"best epoch {result.best_epoch}; checkpoint in {args.out}/")
         return EXIT_OK
@@ -386,12 +388,16 @@ class EvaluateCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         if not _require_bench(self.name):
             return EXIT_ERROR
-        from ferclean.learning import evaluate_checkpoint
+        from ferclean._json import dumps
+        from ferclean.learning import evaluate
 
         ds = _load_input(args)
-        metrics = evaluate_checkpoint(ds, args.checkpoint, split=args.split, out_dir=args.out)
+        evaluation = evaluate(args.checkpoint, ds, split=args.split)
+        if args.out:
+            evaluation.save(args.out)
+        metrics = evaluation.metrics
         if args.json:
-            print(json.dumps(metrics, indent=2, default=str))
+            print(dumps(metrics), end="")
         else:
             print(f"{args.split}: accuracy {metrics['accuracy']:.4f}, loss "
                   f"{metrics['loss']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")

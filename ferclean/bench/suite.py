@@ -148,7 +148,7 @@ def _finish(results: dict[str, Any], out: Path, order: list[tuple[Cell, int]],
 
 def _run_one(prepared: Prepared, cell: Cell, profile: Profile, seed: int) -> dict[str, Any]:
     """Train and evaluate one run; returns metrics per evaluation set."""
-    from ferclean.learning import TrainConfig, classification_metrics, predict, train
+    from ferclean.learning import TrainConfig, classification_metrics, predict_proba, train
 
     config = TrainConfig(model=cell.model, model_kwargs=profile.model_kwargs.get(cell.model, {}),
                          epochs=profile.epochs,
@@ -158,7 +158,7 @@ def _run_one(prepared: Prepared, cell: Cell, profile: Profile, seed: int) -> dic
     result = train((prepared.train, prepared.val), config)
     metrics = {}
     for name, test in prepared.tests.items():
-        m = classification_metrics(test.labels, predict(result, test))
+        m = classification_metrics(test.labels, predict_proba(result, test))
         metrics[name] = {"accuracy": m["accuracy"], "loss": m["loss"],
                          "macro_f1": m["macro_f1"], "n": len(test),
                          "confusion": np.asarray(m["confusion_matrix"]).tolist()}

@@ -21,13 +21,13 @@ import pytest
 from PIL import Image
 
 import ferclean
-from conftest import make_random_dataset
 from ferclean.auditors import REGISTRY, Auditor, register, unregister
 from ferclean.demo import make_demo
 from ferclean.findings import make_findings, read_findings
 from ferclean.reporting import report, save_figures, write_report
 from ferclean.reporting.figures import mean_pixel_boxplot, mean_pixel_stats
 from ferclean.reporting.galleries import report_issues
+from helpers import make_random_dataset
 
 # The built-in galleries in page order (derived from the auditor registry).
 GALLERY_ISSUES = [s.issue for s in report_issues() if s.layout is not None]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import ferclean.io.csv as csvmod
-from conftest import file_digest, make_random_dataset
 from ferclean.errors import BadInputError, BadInputWarning
 from ferclean.io.csv import csv_text, read_csv, write_csv
+from helpers import file_digest, make_random_dataset
 
 
 def pixel_text(img: np.ndarray) -> str:

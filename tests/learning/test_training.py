@@ -7,8 +7,13 @@ caches (same model and optimiser settings reuse the compiled steps).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import graphlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,16 +36,20 @@ from ferclean.learning import (  # noqa: E402
     classification_report,
     confusion_matrix,
     cross_entropy,
+    evaluate,
     evaluate_checkpoint,
     load_checkpoint,
     predict,
+    predict_logits,
+    predict_proba,
     saliency,
     save_checkpoint,
     train,
     train_to,
 )
-from ferclean.learning._training import _class_weight_vector  # noqa: E402
 from ferclean.learning.models import TINY  # noqa: E402
+from ferclean.learning.training import predict as predict_labels  # noqa: E402
+from ferclean.learning.training.loop import _class_weight_vector  # noqa: E402
 from ferclean.protocol import LeakageError, class_weights, honest_splits  # noqa: E402
 
 N_TRAIN = 64
@@ -72,7 +81,7 @@ def data(demo):
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    return train(data, OVERFIT, out_dir=out), out
+    return train(data, OVERFIT, out=out), out
 
 
 # ---------------------------------------------------------------------- training
@@ -106,7 +115,8 @@ def test_checkpoint_round_trip(run, data, tmp_path):
                     jax.tree_util.tree_leaves(loaded.variables), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     images = data[1].pixels
-    np.testing.assert_array_equal(predict(loaded, images), predict(result.model, images))
+    np.testing.assert_array_equal(predict_proba(loaded, images),
+                                  predict_proba(result.model, images))
     # Same weights and arguments: byte-identical files.
     one, two = save_checkpoint(tmp_path / "a", loaded), save_checkpoint(tmp_path / "b", loaded)
     for name in ("params.msgpack", "checkpoint.json"):
@@ -158,6 +168,61 @@ def test_steps_per_call_is_validated():
     with pytest.raises(ValueError, match="steps_per_call"):
         TrainConfig(steps_per_call=0).validate()
 
+def test_predict_proba_rows_sum_to_one_and_predict_is_its_argmax(run, data):
+    result, _ = run
+    images = data[1].pixels
+    proba = predict_proba(result, images)
+    assert proba.shape == (N_EVAL, 7) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    labels = predict_labels(result, images)
+    assert labels.shape == (N_EVAL,) and labels.dtype.kind == "i"
+    np.testing.assert_array_equal(labels, proba.argmax(1))
+    np.testing.assert_array_equal(labels, predict_logits(result, images).argmax(1))
+    np.testing.assert_array_equal(predict(result, images), labels)
+
+
+def test_train_result_save_writes_what_train_to_writes(run, tmp_path):
+    result, out = run
+    saved = result.save(tmp_path / "again")
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "checkpoint.json", "history.json", "params.msgpack", "training_curves.png"]
+    # The live checkpoint of the best epoch and the result's model are the same bytes.
+    for name in ("params.msgpack", "checkpoint.json"):
+        assert (saved / name).read_bytes() == (out / name).read_bytes()
+    assert json.loads((saved / "history.json").read_text()) == json.loads(
+        (out / "history.json").read_text())
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        result.save(saved)
+    result.save(saved, overwrite=True)
+    result.save(out)  # the folder it trained into is its own: rewritten in place
+
+
+def test_train_without_validation_monitors_loss_and_writes_strict_json(data, tmp_path):
+    cfg = dataclasses.replace(OVERFIT, epochs=1)
+    result = train((data[0], None), cfg, out=tmp_path / "noval")
+    assert result.monitor == "loss" and result.history.val_loss.isna().all()
+    text = (tmp_path / "noval" / "history.json").read_text()
+    assert "NaN" not in text and json.loads(text)["epochs"][0]["val_loss"] is None
+    meta = json.loads((tmp_path / "noval" / "checkpoint.json").read_text())
+    assert meta["info"]["monitor"] == "loss" and meta["info"]["val_accuracy"] is None
+
+
+def test_evaluation_result_save_equals_evaluate_checkpoint(run, demo, tmp_path):
+    result, out = run
+    test_ds = demo.split("PrivateTest")[:N_EVAL]
+    ev = evaluate(load_checkpoint(out), test_ds, saliency_per_class=1, history=result.history)
+    ev.save(tmp_path / "a")
+    wrapped = evaluate_checkpoint(test_ds, out, split=None, out=tmp_path / "b",
+                                  saliency_per_class=1)
+    assert ev.files == wrapped["files"] == sorted(p.name for p in (tmp_path / "a").iterdir())
+    for name in ("predictions.csv", "classification_report.csv", "saliency.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert ev.metrics["accuracy"] == wrapped["accuracy"]
+    from_path = evaluate(out, test_ds, saliency_per_class=0)
+    assert from_path.metrics["checkpoint_epoch"] == result.best_epoch
+    assert from_path.history is not None and from_path.metrics["loss"] == wrapped["loss"]
+
+
 def test_saliency_shape_and_nonzero(run, data):
     result, _ = run
     images = data[1].pixels[:5]
@@ -174,7 +239,7 @@ def test_evaluate_checkpoint_writes_figures_and_json(run, demo, tmp_path):
     private = np.flatnonzero(demo.split_mask("PrivateTest"))
     ds = demo.subset(np.concatenate([np.flatnonzero(~demo.split_mask("PrivateTest")),
                                      private[:N_EVAL]]))
-    result = evaluate_checkpoint(ds, out, split="PrivateTest", out_dir=report_dir,
+    result = evaluate_checkpoint(ds, out, split="PrivateTest", out=report_dir,
                                  saliency_per_class=1)
     expected = {"metrics.json", "classification_report.csv", "predictions.csv",
                 "confusion_matrix.png", "saliency.png", "saliency.json", "saliency.npz",
@@ -313,3 +378,33 @@ def test_prediction_rejects_pixels_outside_0_255(run):
         predict(result, np.full((2, 48, 48), 300.0))
     with pytest.raises(ValueError, match="shape"):
         predict(result, np.zeros((2, 32, 32), np.uint8))
+
+
+# ---------------------------------------------------------------------- layout
+def test_importing_learning_does_not_import_jax():
+    code = ("import sys, ferclean.learning, ferclean.learning.training; "
+            "assert not any(m.split('.')[0] in ('jax', 'flax', 'optax') for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_learning_modules_import_one_way():
+    """No cycle among ferclean.learning's modules, counting imports inside functions."""
+    import ferclean.learning as package
+
+    root = Path(package.__file__).parent
+    names = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {name: set() for name in names}
+    for name, path in names.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in names:
+                graph[name].add(node.module)
+    # Package __init__ files only re-export; the cycle that matters is between modules.
+    graph = {k: {v for v in vs if not names[v].name == "__init__.py"}
+             for k, vs in graph.items() if names[k].name != "__init__.py"}
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # raises on a cycle
+    assert "ferclean.learning.evaluation" in order
+    assert "ferclean.learning.evaluation" not in set().union(
+        *(graph[m] for m in graph if m.startswith("ferclean.learning.training")))

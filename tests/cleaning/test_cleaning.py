@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import ferclean
-from conftest import file_digest
 from ferclean.cleaning import (
     PRESETS,
     CleaningPlan,
@@ -23,6 +22,7 @@ from ferclean.cleaning import (
 from ferclean.demo import make_demo
 from ferclean.findings import read_findings
 from ferclean.io import load, save
+from helpers import file_digest
 
 EXACT = {"label_conflict": {"duplicates": "exact"}, "cross_split_leak": {"duplicates": "exact"}}
 

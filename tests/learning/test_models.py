@@ -72,7 +72,7 @@ def test_register_duplicate_raises_and_decorator_registers():
 
 def test_registry_and_package_import_without_jax():
     code = (
-        "import sys, ferclean, ferclean.learning.models, ferclean.learning, ferclean.learning; "
+        "import sys, ferclean, ferclean.learning.models, ferclean.learning; "
         "ferclean.learning.models.model_names(); "
         "assert not any(m.split('.')[0] in ('jax', 'flax', 'optax') for m in sys.modules)"
     )
@@ -130,14 +130,14 @@ def test_channel_axis_optional_and_num_classes():
 
 
 def test_tiny_model_really_runs():
-    from ferclean.learning import embed, init_model, predict
+    from ferclean.learning import embed, init_model, predict_proba
 
     # The settings test_training uses, so a full run shares the compiled functions.
     kwargs = {**TINY["cnn_lstm"], "conv_dropout": 0.0, "lstm_dropout": 0.0,
               "dense_dropout": 0.0}
     trained = init_model("cnn_lstm", seed=1, **kwargs)
     images = np.random.default_rng(0).integers(0, 256, (32, 48, 48), dtype=np.uint8)
-    probs = predict(trained, images)
+    probs = predict_proba(trained, images)
     assert probs.shape == (32, 7)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert embed(trained, images).shape == (32, TINY["cnn_lstm"]["dense_units"])
