@@ -60,8 +60,7 @@ except ImportError:
     have_jax = False
 
 if have_jax:
-    from ferclean.learning import classification_metrics
-    from ferclean.learning import TrainConfig, predict_proba, train
+    from ferclean.learning import TrainConfig, classification_metrics, predict_proba, train
 
     config = TrainConfig(epochs=2, batch_size=32, model_kwargs={"bn_momentum": 0.9})
     test = ds.split("PrivateTest")

@@ -100,6 +100,10 @@ class BadRecords:
         return self.frame()
 
 
+class LossyOutputWarning(UserWarning):
+    """Warning that an output format changes pixel values (JPEG)."""
+
+
 class BadInputWarning(UserWarning):
     """Warning issued when ``on_bad="report"`` dropped records."""
 

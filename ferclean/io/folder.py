@@ -69,7 +69,7 @@ from PIL import Image, UnidentifiedImageError
 from ferclean._atomic import atomic_dir, atomic_file
 from ferclean._progress import Progress
 from ferclean.dataset import EMOTIONS, IMAGE_SIZE, SPLITS, FaceDataset
-from ferclean.errors import BadInputError, BadRecords, check_on_bad
+from ferclean.errors import BadInputError, BadRecords, LossyOutputWarning, check_on_bad
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -104,10 +104,6 @@ _SPLIT_FILE = re.compile(r"^(training|publictest|privatetest)_(.+)\.(jpe?g|png)$
 _SPLIT_BY_LOWER = {s.lower(): i for i, s in enumerate(SPLITS)}
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, skipped fields, name and extra lengths
 _FORMATS = {"jpg": ("jpg", "JPEG"), "jpeg": ("jpg", "JPEG"), "png": ("png", "PNG")}
-
-
-class LossyOutputWarning(UserWarning):
-    """Warning that an output format changes pixel values (JPEG)."""
 
 
 class _EntryError(Exception):
