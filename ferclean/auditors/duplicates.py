@@ -54,30 +54,6 @@ def groups_for(context: AuditContext, kind: str) -> list[DuplicateGroups]:
     return out
 
 
-def _related_in_group(groups: DuplicateGroups, index: np.ndarray,
-                      first: np.ndarray) -> np.ndarray:
-    """Each member's related image: its group's first, or for the first, the next member."""
-    related = first[groups.group_of[index]]
-    is_first = related == index
-    if is_first.any():
-        second = np.full(groups.n_groups, -1, np.int64)
-        later = index[~is_first]
-        # the lowest later member of each group (members are visited in position order)
-        order = np.argsort(groups.group_of[later], kind="stable")
-        gid, pos = np.unique(groups.group_of[later][order], return_index=True)
-        second[gid] = later[order][pos]
-        related[is_first] = second[groups.group_of[index[is_first]]]
-    return related
-
-
-def _first_rows(groups: DuplicateGroups) -> tuple[np.ndarray, np.ndarray]:
-    """Position of each group's first image, and the mask of first images."""
-    first_mask = groups.first()
-    first = np.full(groups.n_groups, -1, np.int64)
-    first[groups.group_of[first_mask]] = np.flatnonzero(first_mask)
-    return first, first_mask
-
-
 def _label_multiset(labels: np.ndarray) -> str:
     counts = Counter(int(v) for v in labels if v >= 0)
     return ", ".join(f"{EMOTIONS[k]} x{v}" for k, v in sorted(counts.items()))
@@ -140,10 +116,10 @@ class ExactDuplicateAuditor(Auditor):
             return empty_findings()
         index = np.flatnonzero(in_group)
         sizes = groups.sizes()
-        first, first_mask = _first_rows(groups)
+        first_mask = groups.first()
         gid = groups.group_of[index]
-        related = _related_in_group(groups, index, first)
-        first_row = dataset.rows[first]
+        related = groups.related()[index]
+        first_row = dataset.rows[groups.first_positions()]
         detail = [
             f"identical pixels, group of {sizes[g]}; first is row {first_row[g]}"
             + ("" if first_mask[i] else "; removable")
@@ -205,6 +181,7 @@ class _GroupPropertyAuditor(Auditor):
         flagged_groups.sort(key=lambda item: (int(item[1][0]), item[0]))
         self.groups_ = flagged_groups
         near = context.dependency("near_duplicate") if kind != "exact" else None
+        exact_related = context.exact_groups.related()
         index, group, score, gkind, related, detail = [], [], [], [], [], []
         for g, (source, members) in enumerate(flagged_groups):
             if source == "near":
@@ -215,9 +192,7 @@ class _GroupPropertyAuditor(Auditor):
                 head = (f"near duplicate group of {len(members)} (similarity "
                         f"{s.min():.3f}-{s.max():.3f}): ")
             else:
-                s, link = np.ones(len(members)), "exact"
-                rel = np.where(members == members[0],
-                               members[1] if len(members) > 1 else -1, members[0])
+                s, link, rel = np.ones(len(members)), "exact", exact_related[members]
                 head = f"exact duplicate group of {len(members)}: "
             text = head + self._describe(dataset, members)
             index.extend(members.tolist())

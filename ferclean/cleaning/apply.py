@@ -94,22 +94,6 @@ def _position_lookup(dataset: FaceDataset):
     return lookup
 
 
-def _position_lookup(dataset: FaceDataset):
-    index = pd.Index(dataset.rows)
-    if not index.is_unique:
-        raise ValueError("dataset rows are not unique (a resampled dataset?); clean the "
-                         "dataset as loaded, before resampling")
-
-    def lookup(rows: np.ndarray) -> np.ndarray:
-        pos = index.get_indexer(rows)
-        if np.any(pos < 0):
-            raise ValueError("findings name rows that are not in this dataset; audit this "
-                             "dataset, not another")
-        return pos
-
-    return lookup
-
-
 def _check_findings(dataset: FaceDataset, plan: CleaningPlan,
                     findings: AuditResult | pd.DataFrame) -> pd.DataFrame:
     """The findings table, checked against the dataset and against what the plan needs."""

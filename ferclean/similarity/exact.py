@@ -85,6 +85,44 @@ class DuplicateGroups:
         mask[idx[first]] = True
         return mask
 
+    def first_positions(self) -> np.ndarray:
+        """Position of each group's first image, in group order.
+
+        Examples
+        --------
+        >>> DuplicateGroups(np.array([1, 0, 1, 0]), "exact").first_positions().tolist()
+        [1, 0]
+        """
+        first = np.full(self.n_groups, -1, np.int64)
+        mask = self.first()
+        first[self.group_of[mask]] = np.flatnonzero(mask)
+        return first
+
+    def related(self) -> np.ndarray:
+        """Each grouped image's related copy: its group's first image, and for the first
+        image itself the next member; ``-1`` outside groups.
+
+        Examples
+        --------
+        >>> DuplicateGroups(np.array([0, -1, 0, 0]), "exact").related().tolist()
+        [2, -1, 0, 0]
+        """
+        gid = self.group_of
+        grouped = gid >= 0
+        if not grouped.any():
+            return np.full(len(gid), -1, np.int64)
+        first = self.first_positions()
+        related = np.where(grouped, first[np.maximum(gid, 0)], -1)
+        # the second member of each group: the first image of the group once its own
+        # first image is left out (positions ascend, so the lowest remaining one)
+        later = np.flatnonzero(grouped & ~self.first())
+        second = np.full(self.n_groups, -1, np.int64)
+        groups, at = np.unique(gid[later], return_index=True)
+        second[groups] = later[at]
+        is_first = grouped & (related == np.arange(len(gid)))
+        related[is_first] = second[gid[is_first]]
+        return related
+
     def select(self, keep: np.ndarray) -> DuplicateGroups:
         """Keep only the groups where ``keep[group]`` is true, renumbered in order."""
         keep = np.asarray(keep, bool)
