@@ -168,16 +168,14 @@ def _add_findings(parser: argparse.ArgumentParser) -> None:
     _add_audit_settings(parser)
 
 
-def _findings_for(args: argparse.Namespace, ds, plan):  # -> AuditResult
-    """Read the findings given with --findings, or audit what the plan needs."""
-    from ferclean.auditors import audit
-    from ferclean.findings import AuditResult, empty_findings, read_findings
+def _cleaned(args: argparse.Namespace, ds, plan):  # -> CleanResult
+    """Clean with the findings given with --findings, or audit what the plan needs first."""
+    from ferclean.cleaning import audit_and_clean, clean
+    from ferclean.findings import read_findings
 
     if args.findings:
-        return read_findings(args.findings)
-    if not plan.issues:  # a plan that removes nothing needs no audit
-        return AuditResult(empty_findings(), {"issues": {}})
-    return audit(ds, only=plan.issues, params=_audit_settings(args))
+        return clean(ds, plan, read_findings(args.findings))
+    return audit_and_clean(ds, plan, params=_audit_settings(args))
 
 
 def _summary_table(table) -> str:  # table: DataFrame of AuditResult.table()
@@ -250,11 +248,11 @@ class CleanCommand(Command):
         _add_findings(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.cleaning import CleaningPlan, clean
+        from ferclean.cleaning import CleaningPlan
 
         ds = _load_input(args)
         plan = CleaningPlan.resolve(args.plan)
-        result = clean(ds, plan, _findings_for(args, ds, plan))
+        result = _cleaned(args, ds, plan)
         result.save(args.out, format=args.out_format, overwrite=args.overwrite)
         if args.write_plan:
             plan.save(args.write_plan)
@@ -300,11 +298,11 @@ class PublishCommand(Command):
         _add_findings(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        from ferclean.cleaning import CleaningPlan, clean, publish
+        from ferclean.cleaning import CleaningPlan, publish
 
         ds = _load_input(args)
         plan = CleaningPlan.resolve(args.plan)
-        result = clean(ds, plan, _findings_for(args, ds, plan))
+        result = _cleaned(args, ds, plan)
         out = publish(result, args.out, name=args.name, overwrite=args.overwrite)
         print(f"published {out}/ (see {out}/README.md; verify with sha256sum -c SHA256SUMS)")
         return EXIT_OK

@@ -171,15 +171,30 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
     raise ValueError(f"unknown protocol {cell.protocol!r}; expected one of {PROTOCOLS}")
 
 
-def _cleaned(ds: FaceDataset, variation: str) -> tuple[FaceDataset, int]:
+def _variation_audit(ds: FaceDataset) -> Any:
+    """One audit of ``ds`` with every auditor the variations' plans need (default
+    settings): the variations of one data role clean from the same findings."""
+    from ferclean.auditors import audit
+    from ferclean.cleaning import CleaningPlan
+
+    needed = {i for plan in VARIATIONS.values() for i in CleaningPlan.preset(plan).issues}
+    return audit(ds, only=sorted(needed))
+
+
+def _cleaned(ds: FaceDataset, variation: str, role: str,
+             cached: Callable[[tuple, Callable[[], Any]], Any]) -> tuple[FaceDataset, int]:
     """``ds`` cleaned by the variation's plan, and how many images that removed.
 
-    The suite's one call into :mod:`ferclean.cleaning`: audit with the auditors the plan
-    needs (default settings), then clean.
+    The suite's one call into :mod:`ferclean.cleaning`. ``role`` names what ``ds`` is
+    (``"all"``, ``"training"``, ``"merged"``): its audit is made once and cached.
     """
-    from ferclean.cleaning import CleaningPlan, audit_and_clean
+    from ferclean.cleaning import CleaningPlan, clean
 
-    cleaned, manifest = audit_and_clean(ds, CleaningPlan.preset(VARIATIONS[variation]))
+    plan = CleaningPlan.preset(VARIATIONS[variation])
+    if not plan.issues:
+        return ds, 0
+    found = cached(("audit", role), lambda: _variation_audit(ds))
+    cleaned, manifest = clean(ds, plan, found)
     return cleaned, len(manifest.removed)
 
 
@@ -190,9 +205,9 @@ def _prepare_honest(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
     def cleaned_training() -> tuple[FaceDataset, int]:
         if VARIATIONS[cell.variation] == "strict":
             # strict looks at test images only to remove their copies from Training
-            cleaned, removed = _cleaned(ds, cell.variation)
+            cleaned, removed = _cleaned(ds, cell.variation, "all", cached)
             return cleaned.split("Training"), removed
-        return _cleaned(ds.split("Training"), cell.variation)
+        return _cleaned(ds.split("Training"), cell.variation, "training", cached)
 
     train, removed = cached(("honest", cell.variation), cleaned_training)
     train = _stratified_subset(train, profile.train_subset, seed)
@@ -219,7 +234,7 @@ def _prepare_replica(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
     def cleaned_everything() -> tuple[FaceDataset, int]:
         merged = FaceDataset(ds.pixels, ds.labels, np.zeros(len(ds), np.int8), ds.ids,
                              ds.rows, source=ds.source)
-        return _cleaned(merged, cell.variation)
+        return _cleaned(merged, cell.variation, "merged", cached)
 
     cleaned, removed = cached(("seed-replica", cell.variation), cleaned_everything)
     cleaned = _stratified_subset(cleaned, profile.train_subset, seed)

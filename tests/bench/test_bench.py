@@ -196,3 +196,11 @@ def test_subsets_keep_class_shares_so_oversampling_still_copies(demo):
     prepared = prepare(ds, Cell("seed-replica", "A", "ros", "cnn_lstm"),
                        PROFILES["quick"], seed=0)
     assert prepared.train.resampled and any("#copy" in i for i in prepared.train.ids)
+
+
+def test_variations_of_one_data_role_share_one_audit(demo):
+    cache: dict = {}
+    for variation in ("B", "C", "D", "C+D"):
+        prepare(demo.dataset, Cell("honest", variation, "none", "cnn_lstm"), PROFILES["quick"],
+                0, cache)
+    assert [key for key in cache if key[0] == "audit"] == [("audit", "training")]
