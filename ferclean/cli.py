@@ -58,7 +58,17 @@ def _interactive() -> bool:
 
 
 class Command:
-    """One sub-command."""
+    """One sub-command: ``register`` declares its options, ``run`` calls the library.
+
+    Every command is tested through :func:`main`.
+
+    Examples
+    --------
+    >>> main(["audit", "--demo", "--only", "exact_duplicate", "--json",
+    ...       "--out", __import__("tempfile").mkdtemp()])  # doctest: +ELLIPSIS
+    {...
+    0
+    """
 
     name: str = ""
     help: str = ""

@@ -12,7 +12,13 @@ ON_BAD_CHOICES: tuple[str, ...] = ("raise", "skip", "report")
 
 
 class FercleanError(Exception):
-    """Base class of ferclean's own errors."""
+    """Base class of ferclean's own errors.
+
+    Examples
+    --------
+    >>> issubclass(BadInputError, FercleanError) and issubclass(LeakageError, FercleanError)
+    True
+    """
 
 
 class LeakageError(FercleanError, ValueError):
@@ -26,7 +32,13 @@ class LeakageError(FercleanError, ValueError):
 
 
 class LeakageWarning(UserWarning):
-    """Warned when a leaky step runs anyway because the caller explicitly allowed it."""
+    """Warned when a leaky step runs anyway because the caller explicitly allowed it.
+
+    Examples
+    --------
+    >>> issubclass(LeakageWarning, UserWarning)
+    True
+    """
 
 
 class BadInputError(FercleanError, ValueError):
@@ -101,11 +113,23 @@ class BadRecords:
 
 
 class LossyOutputWarning(UserWarning):
-    """Warning that an output format changes pixel values (JPEG)."""
+    """Warning that an output format changes pixel values (JPEG).
+
+    Examples
+    --------
+    >>> issubclass(LossyOutputWarning, UserWarning)
+    True
+    """
 
 
 class BadInputWarning(UserWarning):
-    """Warning issued when ``on_bad="report"`` dropped records."""
+    """Warning issued when ``on_bad="report"`` dropped records.
+
+    Examples
+    --------
+    >>> issubclass(BadInputWarning, UserWarning)
+    True
+    """
 
 
 def check_on_bad(on_bad: str) -> str:

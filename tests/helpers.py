@@ -22,4 +22,5 @@ def make_random_dataset(n: int = 30, seed: int = 0) -> FaceDataset:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

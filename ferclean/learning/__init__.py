@@ -13,7 +13,7 @@ JAX, Flax and Optax (the ``bench`` extra) are imported only when a model is buil
 trained, so importing this package stays light. Import public names from here.
 """
 
-from ferclean.learning.evaluation import EvaluationResult, evaluate, evaluate_checkpoint
+from ferclean.learning.evaluation import EvaluationResult, evaluate
 from ferclean.learning.metrics import (
     classification_metrics,
     classification_report,
@@ -47,7 +47,6 @@ from ferclean.learning.training import (
     train,
     train_step,
     train_steps,
-    train_to,
 )
 
 __all__ = [
@@ -68,7 +67,6 @@ __all__ = [
     "embed",
     "eval_step",
     "evaluate",
-    "evaluate_checkpoint",
     "init_model",
     "load_checkpoint",
     "plot_confusion_matrix",
@@ -82,5 +80,4 @@ __all__ = [
     "train",
     "train_step",
     "train_steps",
-    "train_to",
 ]

@@ -37,7 +37,7 @@ from ferclean.learning.training.inference import _as_trained, predict_logits, sa
 from ferclean.learning.training.model import TrainedModel
 from ferclean.learning.training.result import TrainResult
 
-__all__ = ["EvaluationResult", "evaluate", "evaluate_checkpoint"]
+__all__ = ["EvaluationResult", "evaluate"]
 
 SALIENCY_METHOD = "|d score(predicted class) / d input|, input scaled to [0, 1]"
 
@@ -253,60 +253,3 @@ def evaluate(
         saliency_positions=picks, images=part.pixels[picks],
         history=pd.DataFrame(history) if history is not None else None,
     )
-
-
-def evaluate_checkpoint(
-    dataset: FaceDataset,
-    checkpoint: str | os.PathLike,
-    *,
-    split: str | None = "PrivateTest",
-    out: str | os.PathLike | None = None,
-    saliency_per_class: int = 4,
-    batch_size: int = 256,
-    seed: int = 0,
-    out_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Load a checkpoint, :func:`evaluate` it on one split and, given ``out``, save it there.
-
-    A thin wrapper, kept while callers move to ``evaluate(checkpoint, ds, ...).save(out)``.
-
-    Parameters
-    ----------
-    dataset : FaceDataset
-    checkpoint : path
-        A run folder (``TrainResult.save``) or a ``save_checkpoint`` folder; a
-        ``history.json`` there adds the training curves.
-    split : str or None, default="PrivateTest"
-    out : path, default=None
-        Where :meth:`EvaluationResult.save` writes figures and JSON; None writes nothing.
-    saliency_per_class, batch_size, seed
-        As :func:`evaluate`.
-    out_dir : path, default=None
-        Former name of ``out``.
-
-    Returns
-    -------
-    dict
-        ``EvaluationResult.metrics`` plus ``checkpoint`` (the folder),
-        ``checkpoint_epoch`` and ``files`` (the names written; empty without ``out``).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from ferclean.demo import demo_dataset
-    >>> from ferclean.learning import init_model, save_checkpoint
-    >>> from ferclean.learning.models import TINY
-    >>> ckpt = save_checkpoint(tempfile.mkdtemp(), init_model("cnn_mha", **TINY["cnn_mha"]))
-    >>> m = evaluate_checkpoint(demo_dataset(n_faces=100), ckpt, saliency_per_class=0)
-    >>> m["split"], m["model"], m["files"]
-    ('PrivateTest', 'cnn_mha', [])
-    """
-    if out is not None and out_dir is not None:
-        raise TypeError("give the output folder once, as out")
-    out = out if out is not None else out_dir
-    result = evaluate(Path(checkpoint), dataset, split=split,
-                      saliency_per_class=saliency_per_class, batch_size=batch_size, seed=seed)
-    if out is None:
-        return {**result.metrics, "files": []}
-    result.save(out)
-    return {**result.metrics, "files": result.files}

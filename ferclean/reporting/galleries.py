@@ -68,6 +68,11 @@ class ReportIssue:
     registered : bool
         False for an issue found in the findings whose auditor is not registered in this
         session (e.g. a user's auditor, read back with ``read_findings``).
+
+    Examples
+    --------
+    >>> [(r.issue, r.layout) for r in report_issues()][:2]
+    [('cross_split_leak', 'groups'), ('exact_duplicate', 'groups')]
     """
 
     issue: str

@@ -37,7 +37,6 @@ from ferclean.learning import (  # noqa: E402
     confusion_matrix,
     cross_entropy,
     evaluate,
-    evaluate_checkpoint,
     load_checkpoint,
     predict,
     predict_logits,
@@ -45,7 +44,6 @@ from ferclean.learning import (  # noqa: E402
     saliency,
     save_checkpoint,
     train,
-    train_to,
 )
 from ferclean.learning.models import TINY  # noqa: E402
 from ferclean.learning.training import predict as predict_labels  # noqa: E402
@@ -181,7 +179,7 @@ def test_predict_proba_rows_sum_to_one_and_predict_is_its_argmax(run, data):
     np.testing.assert_array_equal(predict(result, images), labels)
 
 
-def test_train_result_save_writes_what_train_to_writes(run, tmp_path):
+def test_train_result_save_writes_the_live_checkpoint(run, tmp_path):
     result, out = run
     saved = result.save(tmp_path / "again")
     assert sorted(p.name for p in saved.iterdir()) == [
@@ -207,20 +205,19 @@ def test_train_without_validation_monitors_loss_and_writes_strict_json(data, tmp
     assert meta["info"]["monitor"] == "loss" and meta["info"]["val_accuracy"] is None
 
 
-def test_evaluation_result_save_equals_evaluate_checkpoint(run, demo, tmp_path):
+def test_evaluating_a_model_or_its_checkpoint_folder_agrees(run, demo, tmp_path):
     result, out = run
     test_ds = demo.split("PrivateTest")[:N_EVAL]
     ev = evaluate(load_checkpoint(out), test_ds, saliency_per_class=1, history=result.history)
     ev.save(tmp_path / "a")
-    wrapped = evaluate_checkpoint(test_ds, out, split=None, out=tmp_path / "b",
-                                  saliency_per_class=1)
-    assert ev.files == wrapped["files"] == sorted(p.name for p in (tmp_path / "a").iterdir())
+    from_path = evaluate(out, test_ds, saliency_per_class=1)
+    from_path.save(tmp_path / "b")
+    assert ev.files == from_path.files == sorted(p.name for p in (tmp_path / "a").iterdir())
     for name in ("predictions.csv", "classification_report.csv", "saliency.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert ev.metrics["accuracy"] == wrapped["accuracy"]
-    from_path = evaluate(out, test_ds, saliency_per_class=0)
+    assert ev.metrics["accuracy"] == from_path.metrics["accuracy"]
     assert from_path.metrics["checkpoint_epoch"] == result.best_epoch
-    assert from_path.history is not None and from_path.metrics["loss"] == wrapped["loss"]
+    assert from_path.history is not None and from_path.metrics["loss"] == ev.metrics["loss"]
 
 
 def test_saliency_shape_and_nonzero(run, data):
@@ -233,18 +230,18 @@ def test_saliency_shape_and_nonzero(run, data):
     np.testing.assert_allclose(np.abs(signed), maps)
 
 
-def test_evaluate_checkpoint_writes_figures_and_json(run, demo, tmp_path):
+def test_evaluation_save_writes_figures_and_json(run, demo, tmp_path):
     _, out = run
     report_dir = tmp_path / "eval"
     private = np.flatnonzero(demo.split_mask("PrivateTest"))
     ds = demo.subset(np.concatenate([np.flatnonzero(~demo.split_mask("PrivateTest")),
                                      private[:N_EVAL]]))
-    result = evaluate_checkpoint(ds, out, split="PrivateTest", out=report_dir,
-                                 saliency_per_class=1)
+    evaluation = evaluate(out, ds, split="PrivateTest", saliency_per_class=1)
+    evaluation.save(report_dir)
     expected = {"metrics.json", "classification_report.csv", "predictions.csv",
                 "confusion_matrix.png", "saliency.png", "saliency.json", "saliency.npz",
                 "training_curves.png"}
-    assert set(result["files"]) == expected
+    assert set(evaluation.files) == expected
     assert {p.name for p in report_dir.iterdir()} == expected
     for png in ("confusion_matrix.png", "saliency.png", "training_curves.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -258,10 +255,10 @@ def test_evaluate_checkpoint_writes_figures_and_json(run, demo, tmp_path):
                      zero_division=0))
 
 
-def test_train_to_refuses_existing_checkpoint(tmp_path, demo):
+def test_train_refuses_a_folder_with_another_checkpoint(tmp_path, demo):
     (tmp_path / "checkpoint.json").write_text("{}")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        train_to(demo, tmp_path, model="cnn_mha")
+        train(demo, TrainConfig(model="cnn_mha"), out=tmp_path)
 
 
 # ---------------------------------------------------------------------- pieces

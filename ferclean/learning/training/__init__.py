@@ -9,7 +9,7 @@
 * :mod:`~ferclean.learning.training.checkpoints` -- :func:`save_checkpoint`,
   :func:`load_checkpoint` and the run folder's files;
 * :mod:`~ferclean.learning.training.result` -- :class:`TrainResult` and its ``save``;
-* :mod:`~ferclean.learning.training.loop` -- :func:`train` (and the ``train_to`` wrapper);
+* :mod:`~ferclean.learning.training.loop` -- :func:`train`;
 * :mod:`~ferclean.learning.training.inference` -- :func:`predict`, :func:`predict_proba`,
   :func:`predict_logits`, :func:`embed`, :func:`saliency`.
 
@@ -31,7 +31,7 @@ from ferclean.learning.training.inference import (
     predict_proba,
     saliency,
 )
-from ferclean.learning.training.loop import train, train_to
+from ferclean.learning.training.loop import train
 from ferclean.learning.training.model import TrainedModel, init_model
 from ferclean.learning.training.result import TrainResult
 from ferclean.learning.training.steps import (
@@ -64,5 +64,4 @@ __all__ = [
     "train",
     "train_step",
     "train_steps",
-    "train_to",
 ]

@@ -16,7 +16,6 @@ epsilon 1e-7 as Keras), batch 64, reduce-LR-on-plateau on the validation loss (f
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -51,7 +50,7 @@ from ferclean.learning.training.steps import (
 )
 from ferclean.protocol import honest_splits
 
-__all__ = ["train", "train_to"]
+__all__ = ["train"]
 
 logger = logging.getLogger(__name__)
 
@@ -358,74 +357,3 @@ def train(
         if stop:
             break
     return run.result(state, first_step_s)
-
-
-def train_to(
-    dataset: FaceDataset,
-    out: str | os.PathLike | None = None,
-    *,
-    model: str | None = None,
-    config: TrainConfig | None = None,
-    progress: bool = False,
-    overwrite: bool = False,
-    out_dir: str | os.PathLike | None = None,
-) -> TrainResult:
-    """Train on Training, validate on PublicTest, and write the run into ``out``.
-
-    A thin wrapper, kept while callers move to ``train(..., out=out).save(out)``:
-    ``out`` receives the best checkpoint (``params.msgpack`` + ``checkpoint.json``,
-    rewritten whenever the validation loss improves, each file atomically), the history
-    (``history.json``, after every epoch) and ``training_curves.png`` at the end. An
-    interrupted run therefore leaves its best checkpoint so far behind.
-
-    Parameters
-    ----------
-    dataset : FaceDataset
-        Whole dataset; PrivateTest is left for :func:`ferclean.learning.evaluate`.
-    out : path
-    model : str, default=None
-        Registered model name; overrides ``config.model`` (default ``"cnn_lstm"``).
-    config : TrainConfig, default=None
-    progress : bool, default=False
-    overwrite : bool, default=False
-        Allow ``out`` to hold an earlier checkpoint, which is replaced.
-    out_dir : path, default=None
-        Former name of ``out``.
-
-    Returns
-    -------
-    TrainResult
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> from ferclean.demo import demo_dataset
-    >>> from ferclean.learning.models import TINY
-    >>> ds = demo_dataset(n_faces=100)
-    >>> ds = ds.subset(ds.split_mask("PublicTest") | (ds.rows < 64))  # 64 Training images
-    >>> cfg = TrainConfig(model="cnn_mha", model_kwargs=TINY["cnn_mha"], epochs=1,
-    ...                   batch_size=32)
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
-    >>> _ = train_to(ds, out, config=cfg)
-    >>> sorted(p.name for p in out.iterdir())
-    ['checkpoint.json', 'history.json', 'params.msgpack', 'training_curves.png']
-    """
-    out = _out_argument(out, out_dir)
-    config = config or TrainConfig()
-    if model is not None and model != config.model:
-        if config.model_kwargs:
-            raise ValueError(
-                f"config.model_kwargs were given for {config.model!r}, not for {model!r}"
-            )
-        config = dataclasses.replace(config, model=model)
-    result = train(dataset, config, out=out, progress=progress, overwrite=overwrite)
-    result.save(out)
-    return result
-
-
-def _out_argument(out: str | os.PathLike | None,
-                  out_dir: str | os.PathLike | None) -> str | os.PathLike:
-    """``out``, or the former keyword ``out_dir``; exactly one of them."""
-    if (out is None) == (out_dir is None):
-        raise TypeError("give the output folder once, as out")
-    return out if out is not None else out_dir
