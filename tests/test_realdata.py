@@ -48,9 +48,9 @@ def test_seed_final_removes_conflicts_and_outliers_only(real_dataset):
 
     result = ferclean.audit(real_dataset, only=["label_conflict", "outlier"])
     conflicts = result.of("label_conflict")
-    exact_conflicts = set(conflicts[conflicts.detail.str.startswith("exact")].row)
+    exact_conflicts = set(conflicts[conflicts.kind == "exact"].row)
     assert len(exact_conflicts) == 160
-    cleaned, manifest = clean(real_dataset, "seed-final")
+    cleaned, manifest = clean(real_dataset, "seed-final", result)
     removed = set(manifest.removed.row)
     outliers = set(result.of("outlier").row)
     assert removed == exact_conflicts | outliers
