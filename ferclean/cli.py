@@ -145,30 +145,32 @@ class DemoCommand(Command):
 
 def _audit_settings(args: argparse.Namespace) -> dict[str, dict]:
     """Auditor parameters from the audit options (shared by audit, clean and publish)."""
-    near: dict = {"mirror": True} if args.mirror else {}
+    near: dict = {"mirror": False} if args.no_mirror else {}
     if args.near_radius is not None:
         near["radius"] = args.near_radius
     if args.near_similarity is not None:
         near["similarity"] = args.near_similarity
     params: dict[str, dict] = {"near_duplicate": near} if near else {}
-    if args.with_near:
-        params["label_conflict"] = {"duplicates": "all"}
-        params["cross_split_leak"] = {"duplicates": "all"}
+    if args.exact_only:
+        params["label_conflict"] = {"duplicates": "exact"}
+        params["cross_split_leak"] = {"duplicates": "exact"}
     return params
 
 
 def _add_audit_settings(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mirror", action="store_true",
-                        help="near duplicates: also find horizontally flipped copies")
+    parser.add_argument("--no-mirror", action="store_true",
+                        help="near duplicates: leave out horizontally flipped copies (found "
+                        "by default; skipping them saves about a third of the search)")
     parser.add_argument("--near-radius", type=int, metavar="BITS",
                         help="near duplicates: Hamming radius of the hash search, of 64 "
                         "bits (default 8; larger finds more candidates, slower)")
     parser.add_argument("--near-similarity", type=float, metavar="S",
                         help="near duplicates: least verified similarity (normalised "
                         "cross-correlation, default 0.97)")
-    parser.add_argument("--with-near", action="store_true",
-                        help="label conflicts and cross-split leaks over near-duplicate "
-                        "groups too, not only exact ones (counted separately)")
+    parser.add_argument("--exact-only", action="store_true",
+                        help="label conflicts and cross-split leaks over identical copies "
+                        "only, as the study counted them (default: exact and near "
+                        "copies, counted separately)")
 
 
 def _add_findings(parser: argparse.ArgumentParser) -> None:

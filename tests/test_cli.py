@@ -158,14 +158,26 @@ def test_audit_html_report(tmp_path):
     assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir())
 
 
-def test_audit_mirror_and_with_near(tmp_path, capsys):
-    assert main(["audit", "--demo", "--out", str(tmp_path / "a"), "--json", "--mirror",
-                 "--with-near", "--only", "near_duplicate,label_conflict"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+def test_audit_counts_near_copies_by_default_and_exact_only_on_request(tmp_path, capsys):
+    def summary(*extra):
+        assert main(["audit", "--demo", "--out", str(tmp_path / "a"), "--json", "--only",
+                     "near_duplicate,label_conflict,cross_split_leak", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
     truth = make_demo().truth
-    conflicts = summary["issues"]["label_conflict"]
-    assert conflicts["groups"] == len(truth.conflict_groups("exact"))
-    assert conflicts.get("near_groups", 0) > 0
+    default, exact_only, no_mirror = summary(), summary("--exact-only"), summary("--no-mirror")
+    for name, groups in (("label_conflict", truth.conflict_groups("exact")),
+                         ("cross_split_leak", truth.leak_groups("exact"))):
+        assert default["issues"][name]["groups"] == len(groups)  # exact figures unchanged
+        assert default["issues"][name]["near_groups"] > 0
+        assert exact_only["issues"][name]["groups"] == len(groups)
+        assert "near_groups" not in exact_only["issues"][name]
+    assert default["issues"]["near_duplicate"]["mirror_pairs"] > 0
+    assert no_mirror["issues"]["near_duplicate"]["mirror_pairs"] == 0
+    assert main(["audit", "--demo", "--out", str(tmp_path / "b"), "--only",
+                 "label_conflict"]) == 0
+    table = capsys.readouterr().out
+    assert "near_groups" in table.splitlines()[0]  # exact and near side by side
 
 
 @pytest.mark.parametrize("shard", ["2/2", "x/3", "1"])
@@ -204,13 +216,13 @@ def test_near_settings_reach_conflicts_whatever_only_says(tmp_path, capsys):
     """--near-similarity changes the near groups label_conflict examines, reported or not."""
     def near_conflicts(*only):
         assert main(["audit", "--demo", "--out", str(tmp_path / "a"), "--json",
-                     "--near-similarity", "0.999", "--with-near", "--only",
+                     "--near-similarity", "0.999", "--only",
                      ",".join(["label_conflict", *only])]) == 0
         return json.loads(capsys.readouterr().out)["issues"]["label_conflict"]["near_groups"]
 
     alone, with_near = near_conflicts(), near_conflicts("near_duplicate")
     assert alone == with_near
-    assert main(["audit", "--demo", "--out", str(tmp_path / "b"), "--json", "--with-near",
+    assert main(["audit", "--demo", "--out", str(tmp_path / "b"), "--json",
                  "--only", "label_conflict"]) == 0
     default = json.loads(capsys.readouterr().out)["issues"]["label_conflict"]["near_groups"]
     assert alone < default
@@ -218,10 +230,9 @@ def test_near_settings_reach_conflicts_whatever_only_says(tmp_path, capsys):
 
 def test_clean_and_publish_read_findings_back(tmp_path, capsys):
     audit_dir = tmp_path / "audit"
-    assert main(["audit", "--demo", "--out", str(audit_dir), "--with-near",
-                 "--near-similarity", "0.99"]) == 0
+    assert main(["audit", "--demo", "--out", str(audit_dir), "--near-similarity", "0.99"]) == 0
     for how, extra in (("files", ["--findings", str(audit_dir)]),
-                       ("audit", ["--with-near", "--near-similarity", "0.99"])):
+                       ("audit", ["--near-similarity", "0.99"])):
         assert main(["clean", "--demo", "--plan", "strict", "--out",
                      str(tmp_path / f"clean-{how}"), *extra]) == 0
     removed = [json.loads((tmp_path / f"clean-{how}" / "manifest.json").read_text())["removed"]
@@ -236,3 +247,15 @@ def test_clean_and_publish_read_findings_back(tmp_path, capsys):
                  str(tmp_path / "bad")]) == 1
     err = capsys.readouterr().err
     assert "summary.json" in err and "version 9" in err
+
+
+def test_strict_refuses_findings_without_mirrored_copies(tmp_path, capsys):
+    audit_dir = tmp_path / "audit"
+    assert main(["audit", "--demo", "--out", str(audit_dir), "--no-mirror"]) == 0
+    capsys.readouterr()
+    assert main(["clean", "--demo", "--plan", "strict", "--findings", str(audit_dir),
+                 "--out", str(tmp_path / "clean")]) == 1
+    err = capsys.readouterr().err
+    assert "near_duplicate.mirror=True" in err and not (tmp_path / "clean").exists()
+    assert main(["clean", "--demo", "--plan", "seed-final", "--findings", str(audit_dir),
+                 "--out", str(tmp_path / "seed")]) == 0  # the study's presets need no mirror

@@ -152,10 +152,21 @@ class Audit:
             **dataset_summary(dataset),
             "source": dataset.source,
             "issues": issues,
-            "settings": {a.issue_name: a.get_params(deep=False) for a in self.auditors_},
+            "settings": self._settings_used(),
         }
         self.result_ = AuditResult(findings, summary, self.auditors_)
         return self.result_
+
+    def _settings_used(self) -> dict[str, dict[str, Any]]:
+        """Parameters of the reported auditors and of every auditor they required."""
+        used: dict[str, dict[str, Any]] = {}
+        todo = [a.issue_name for a in self.auditors_]
+        while todo:
+            name = todo.pop()
+            if name not in used:
+                used[name] = self.settings_[name].get_params(deep=False)
+                todo.extend(self.settings_[name].requires())
+        return {name: used[name] for name in REGISTRY if name in used}
 
 
 def audit(

@@ -47,7 +47,10 @@ def select_removals(dataset: FaceDataset, plan: CleaningPlan,
     position_of = _position_lookup(dataset)
     parts = []
     for rule in plan.rules:
-        flagged = findings[findings["issue"] == rule.issue]
+        selected = findings["issue"] == rule.issue
+        if rule.kinds is not None:
+            selected &= findings["kind"].isin(rule.kinds)
+        flagged = findings[selected]
         if flagged.empty:
             continue
         flagged = flagged.assign(position=position_of(flagged["row"].to_numpy()))
@@ -104,6 +107,7 @@ def _check_findings(dataset: FaceDataset, plan: CleaningPlan,
                 f"plan {plan.name!r} acts on {', '.join(missing)}, which the findings did not "
                 f"examine (audited: {', '.join(findings.issues) or 'nothing'}); audit with "
                 f"those auditors")
+        _check_settings(plan, findings.summary.get("settings"))
         table = findings.findings
     elif isinstance(findings, pd.DataFrame):
         table = findings
@@ -121,6 +125,20 @@ def _check_findings(dataset: FaceDataset, plan: CleaningPlan,
                 f"{table['image_id'].iloc[first]!r} in the findings but "
                 f"{dataset.ids[pos[first]]!r} here; audit this dataset")
     return table
+
+
+def _check_settings(plan: CleaningPlan, settings: Mapping[str, Any] | None) -> None:
+    """Refuse findings audited with other settings than the plan's promise depends on."""
+    if settings is None:  # a version-1 findings file: its settings were not recorded
+        return
+    wrong = [f"{issue}.{key}={value!r} (the audit used "
+             f"{settings.get(issue, {}).get(key, 'no such audit')!r})"
+             for issue, params in plan.requires.items() for key, value in params.items()
+             if settings.get(issue, {}).get(key) != value]
+    if wrong:
+        raise ValueError(f"plan {plan.name!r} needs findings audited with "
+                         f"{'; '.join(wrong)}: audit with those settings (or use "
+                         f"audit_and_clean / ferclean clean without --findings)")
 
 
 @dataclass
@@ -247,7 +265,10 @@ def audit_and_clean(
     *,
     params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> CleanResult:
-    """Audit ``dataset`` with the auditors ``plan`` needs (settings in ``params``), then clean.
+    """Audit ``dataset`` with the auditors ``plan`` needs, then clean.
+
+    The audit uses the settings the plan ``requires`` and those in ``params`` (by issue
+    name; a setting that contradicts the plan's makes :func:`clean` refuse).
 
     Examples
     --------
@@ -262,6 +283,8 @@ def audit_and_clean(
 
     plan = CleaningPlan.resolve(plan)
     if plan.issues:
+        params = {name: {**plan.requires.get(name, {}), **dict((params or {}).get(name, {}))}
+                  for name in {*plan.requires, *(params or {})}}
         result = audit(dataset, only=plan.issues, params=params)
     else:  # nothing to remove: no audit needed
         result = AuditResult(empty_findings(), {"issues": {}})

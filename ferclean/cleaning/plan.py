@@ -9,10 +9,11 @@ above a threshold), optionally only in some splits. Presets mirror the study's v
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from ferclean.dataset import SPLITS
 __all__ = ["ACTIONS", "KEEP_RULES", "PRESETS", "CleaningPlan", "Rule"]
 
 ACTIONS: tuple[str, ...] = ("drop_all", "keep_one", "drop_above")
+#: Values of a rule's ``kinds`` (the findings' ``kind`` column for grouped issues).
+GROUP_KINDS: tuple[str, ...] = ("exact", "near", "mirror")
 KEEP_RULES: tuple[str, ...] = ("first", "prefer_test", "prefer_training")
 
 
@@ -43,6 +46,10 @@ class Rule:
         For ``drop_above``.
     splits : tuple of str, default=None
         Remove images only from these splits (``None``: any split).
+    kinds : tuple of str, default=None
+        Act only on findings of these kinds (``"exact"``, ``"near"``, ``"mirror"``: the
+        findings' ``kind`` column); ``None``: every finding of the issue. The study's
+        presets act on exact groups only, as the study did.
 
     Examples
     --------
@@ -55,6 +62,7 @@ class Rule:
     keep: str = "first"
     threshold: float | None = None
     splits: tuple[str, ...] | None = None
+    kinds: tuple[str, ...] | None = None
 
     def validate(self) -> Rule:
         """Raise ``ValueError`` naming the bad field; return self."""
@@ -78,6 +86,9 @@ class Rule:
         for split in self.splits or ():
             if split not in SPLITS:
                 raise ValueError(f"rule split {split!r} is not one of {', '.join(SPLITS)}")
+        for kind in self.kinds or ():
+            if kind not in GROUP_KINDS:
+                raise ValueError(f"rule kind {kind!r} is not one of {', '.join(GROUP_KINDS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,39 +100,46 @@ class Rule:
             out["threshold"] = float(self.threshold)
         if self.splits is not None:
             out["splits"] = list(self.splits)
+        if self.kinds is not None:
+            out["kinds"] = list(self.kinds)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rule:
         """Build a rule from plain data, rejecting unknown keys."""
-        known = {"issue", "action", "keep", "threshold", "splits"}
+        known = {"issue", "action", "keep", "threshold", "splits", "kinds"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown rule field(s) {sorted(unknown)}; allowed: {sorted(known)}")
-        splits = data.get("splits")
+        splits, kinds = data.get("splits"), data.get("kinds")
         return cls(
             issue=data["issue"], action=data["action"], keep=data.get("keep", "first"),
             threshold=data.get("threshold"),
             splits=tuple(splits) if splits is not None else None,
+            kinds=tuple(kinds) if kinds is not None else None,
         ).validate()
 
     def describe(self) -> str:
         """One line saying what the rule does."""
         where = f" from {'/'.join(self.splits)}" if self.splits else ""
+        what = f"{self.issue} ({'/'.join(self.kinds)})" if self.kinds else self.issue
         if self.action == "drop_all":
-            return f"{self.issue}: drop every flagged image{where}"
+            return f"{what}: drop every flagged image{where}"
         if self.action == "keep_one":
-            return f"{self.issue}: keep one per group ({self.keep}), drop the rest{where}"
-        return f"{self.issue}: drop images scoring >= {self.threshold}{where}"
+            return f"{what}: keep one per group ({self.keep}), drop the rest{where}"
+        return f"{what}: drop images scoring >= {self.threshold}{where}"
 
 
 @dataclass(frozen=True)
 class CleaningPlan:
     """A named list of rules: what to do with the images each issue type flags.
 
-    A plan is data only; the findings it acts on come from an audit
-    (:func:`~ferclean.auditors.audit`, or read back with
-    :func:`~ferclean.findings.read_findings`), with whatever settings that audit used.
+    The findings it acts on come from an audit (:func:`~ferclean.auditors.audit`, or read
+    back with :func:`~ferclean.findings.read_findings`). A plan whose promise depends on
+    what the audit looked for says so in ``requires``: auditor parameters by issue name
+    (``strict`` needs near and mirrored copies examined). :func:`~ferclean.cleaning.clean`
+    refuses findings audited otherwise, and :func:`~ferclean.cleaning.audit_and_clean`
+    audits with them; a plan never changes an audit's settings silently.
 
     Examples
     --------
@@ -135,10 +153,18 @@ class CleaningPlan:
     name: str
     rules: tuple[Rule, ...] = ()
     description: str = ""
+    requires: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for rule in self.rules:
             rule.validate()
+        from ferclean.auditors import REGISTRY
+
+        for issue, params in self.requires.items():
+            if issue not in REGISTRY:
+                raise ValueError(f"plan requires settings of {issue!r}, which is not a "
+                                 f"registered issue type ({', '.join(REGISTRY)})")
+            REGISTRY[issue]().set_params(**params)  # unknown parameter names raise here
 
     @property
     def issues(self) -> list[str]:
@@ -153,11 +179,13 @@ class CleaningPlan:
             "name": self.name,
             "description": self.description,
             "rules": [r.to_dict() for r in self.rules],
+            **({"requires": {k: dict(v) for k, v in self.requires.items()}}
+               if self.requires else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CleaningPlan:
-        known = {"name", "description", "rules"}
+        known = {"name", "description", "rules", "requires"}
         if "auditors" in data:
             raise ValueError("plans no longer carry audit settings ('auditors'): give them "
                              "to the audit (ferclean audit --near-similarity ..., or "
@@ -169,6 +197,7 @@ class CleaningPlan:
             name=str(data.get("name", "custom")),
             rules=tuple(Rule.from_dict(r) for r in data.get("rules", [])),
             description=str(data.get("description", "")),
+            requires={k: dict(v) for k, v in (data.get("requires") or {}).items()},
         )
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -232,11 +261,11 @@ class CleaningPlan:
         """The same plan, removing images only from ``splits`` (e.g. Training only)."""
         splits = tuple(splits)
         rules = tuple(
-            Rule(r.issue, r.action, r.keep, r.threshold,
-                 tuple(s for s in (r.splits or SPLITS) if s in splits))
+            dataclasses.replace(r, splits=tuple(s for s in (r.splits or SPLITS) if s in splits))
             for r in self.rules
         )
-        return CleaningPlan(f"{self.name}[{'+'.join(splits)}]", rules, self.description)
+        return CleaningPlan(f"{self.name}[{'+'.join(splits)}]", rules, self.description,
+                            dict(self.requires))
 
 
 def _yaml():
@@ -248,20 +277,24 @@ def _yaml():
 
 
 _TRAIN = ("Training",)
+_EXACT = ("exact",)  # the study's presets: identical copies only, as the study did
 PRESETS: dict[str, CleaningPlan] = {
     "raw": CleaningPlan("raw", (), "nothing removed (the study's variation A)"),
     "dedup": CleaningPlan(
         "dedup", (Rule("exact_duplicate", "keep_one"),),
         "keep the first image of every exact-duplicate group (variation B)"),
     "no-conflicts": CleaningPlan(
-        "no-conflicts", (Rule("label_conflict", "drop_all"),),
-        "drop every member of a duplicate group with conflicting labels (variation C)"),
+        "no-conflicts", (Rule("label_conflict", "drop_all", kinds=_EXACT),),
+        "drop every member of an exact-duplicate group with conflicting labels "
+        "(variation C; the study's exact groups only)"),
     "no-outliers": CleaningPlan(
         "no-outliers", (Rule("outlier", "drop_all"),),
         "drop every image the outlier auditor flags (variation D)"),
     "seed-final": CleaningPlan(
-        "seed-final", (Rule("label_conflict", "drop_all"), Rule("outlier", "drop_all")),
-        "no-conflicts + no-outliers (variation C+D, the study's final dataset)"),
+        "seed-final",
+        (Rule("label_conflict", "drop_all", kinds=_EXACT), Rule("outlier", "drop_all")),
+        "no-conflicts + no-outliers (variation C+D, the study's final dataset; exact "
+        "groups only)"),
     "strict": CleaningPlan(
         "strict",
         (
@@ -270,7 +303,11 @@ PRESETS: dict[str, CleaningPlan] = {
             Rule("outlier", "drop_all", splits=_TRAIN),
             Rule("cross_split_leak", "drop_all", splits=_TRAIN),
         ),
-        "dedup + no-conflicts + no-outliers + no cross-split leaks, all removed from "
-        "Training only: copies of test images leave Training; the test splits stay "
-        "untouched so results remain comparable"),
+        "dedup + no-conflicts + no-outliers + no cross-split leaks over exact, near and "
+        "mirrored copies, all removed from Training only: Training keeps no copy of any "
+        "test image and no conflicting copies; the test splits stay untouched so results "
+        "remain comparable",
+        requires={"near_duplicate": {"mirror": True},
+                  "label_conflict": {"duplicates": "all"},
+                  "cross_split_leak": {"duplicates": "all"}}),
 }

@@ -127,10 +127,16 @@ def _tile(spec: ReportIssue, result: AuditResult, ran: set[str]) -> str:
         sub = ("under-represented: " + ", ".join(names)) if names else "balanced enough"
         state = "warn" if names else "ok"
     elif spec.grouped:
-        groups, images, removable = group_counts(part)
+        # exact and near copies side by side when the summary counts them apart
+        exact = part[part["kind"] == "exact"] if "near_groups" in entry else part
+        groups, images, removable = group_counts(exact)
         value = num(groups)
         sub = f"groups · {num(images)} images · {num(removable)} removable"
-        state = ("bad" if issue in FIRST_ISSUES else "warn") if groups else "ok"
+        if "near_groups" in entry:
+            value = f"{num(groups)} + {num(entry['near_groups'])} near"
+            sub = (f"exact groups ({num(images)} images) + near-copy groups "
+                   f"({num(entry.get('near_images', 0))} images)")
+        state = ("bad" if issue in FIRST_ISSUES else "warn") if len(part) else "ok"
     else:
         k = int(part["row"].nunique())
         method = entry.get("method")
@@ -154,7 +160,11 @@ def leak_callout(result: AuditResult, ran: set[str]) -> str:
     if part.empty:
         return ('<div class="callout ok" data-testid="leak-callout">No cross-split leaks: '
                 "no image of one split has a duplicate in another.</div>")
-    groups, images, _ = group_counts(part)
+    exact = part[part["kind"] == "exact"]
+    groups, images, _ = group_counts(exact)
+    near_groups, near_images, _ = group_counts(part[part["kind"] != "exact"])
+    near = (f", and {num(near_images)} images in {num(near_groups)} groups of near or "
+            "mirrored copies" if near_groups else "")
     test = int(part.loc[part["split"] != "Training", "row"].nunique())
     by_pair = issue_entry(result, LEAK_ISSUE).get("by_pair", {})
     lines = []
@@ -167,8 +177,8 @@ def leak_callout(result: AuditResult, ran: set[str]) -> str:
             lines.append(f"<li><b>{esc(pair)}</b>: {'; '.join(line)}</li>")
     return (
         '<div class="callout bad" data-testid="leak-callout">'
-        f"<h2>Train/test leakage: {num(images)} images in {num(groups)} groups appear "
-        "in more than one split</h2>"
+        f"<h2>Train/test leakage: {num(images)} images in {num(groups)} groups of "
+        f"identical copies{near} appear in more than one split</h2>"
         f"<p>{num(test)} of them are test images (PublicTest or PrivateTest) with a copy "
         "elsewhere: a model is scored on pictures it has seen, which inflates reported "
         f'accuracy. <a href="#g-{LEAK_ISSUE}">See the leak gallery</a>.</p>'

@@ -46,8 +46,12 @@ def test_exact_duplicates_match_truth(demo):
 
 
 def test_conflicts_match_truth_with_label_multiset(demo):
-    found = LabelConflictAuditor().audit(demo.dataset)
+    found = LabelConflictAuditor(duplicates="exact").audit(demo.dataset)
     assert found_groups(found) == set(demo.truth.conflict_groups("exact"))
+    default = LabelConflictAuditor().audit(demo.dataset)  # exact and near by default
+    assert found_groups(default[default.kind == "exact"]) == found_groups(found)
+    near = found_groups(default[default.kind != "exact"])
+    assert all(any(g <= h for h in near) for g in demo.truth.conflict_groups("near"))
     for _, part in found.groupby("group"):
         counts = part.label.value_counts()
         expected = ", ".join(f"{EMOTIONS[k]} x{v}" for k, v in sorted(counts.items()))
@@ -55,7 +59,7 @@ def test_conflicts_match_truth_with_label_multiset(demo):
 
 
 def test_leaks_match_truth_and_pairs(demo):
-    auditor = CrossSplitLeakAuditor()
+    auditor = CrossSplitLeakAuditor(duplicates="exact")
     found = auditor.audit(demo.dataset)
     assert found_groups(found) == set(demo.truth.leak_groups("exact"))
     pairs = auditor.pairs_.set_index("pair")
@@ -183,8 +187,8 @@ def test_findings_contract():
 NON_DEFAULT = {
     "exact_duplicate": {},  # no parameters
     "near_duplicate": {"similarity": 0.999},
-    "label_conflict": {"duplicates": "all"},
-    "cross_split_leak": {"duplicates": "all"},
+    "label_conflict": {"duplicates": "exact"},
+    "cross_split_leak": {"duplicates": "exact"},
     "outlier": {"method": "mean_iqr"},
     "class_imbalance": {"threshold": 0.9},
 }
@@ -201,17 +205,17 @@ def test_settings_take_effect_alone_and_as_a_dependency(demo, name):
     if settings:
         default = ferclean.audit(demo.dataset, only=[name])
         assert not alone.findings.equals(default.findings)
-    for user, params in NON_DEFAULT.items():
-        if name not in get_auditor(user, **params).requires():
-            continue
-        run = ferclean.Audit(only=[user], params={user: params, name: settings})
+    users = [user for user in REGISTRY if name in get_auditor(user).requires()]
+    assert users or name != "near_duplicate"  # conflicts and leaks need it by default
+    for user in users:
+        run = ferclean.Audit(only=[user], params={name: settings})
         with_setting = run.run(demo.dataset)
         assert run.context_.dependency(name).get_params() == alone.summary["settings"][name]
-        without = ferclean.audit(demo.dataset, only=[user], params={user: params})
+        assert with_setting.summary["settings"][name] == alone.summary["settings"][name]
+        without = ferclean.audit(demo.dataset, only=[user])
         assert not with_setting.findings.equals(without.findings), (user, name)
         # the dependency's result is the same whether it is reported or not
-        both = ferclean.audit(demo.dataset, only=[user, name],
-                              params={user: params, name: settings})
+        both = ferclean.audit(demo.dataset, only=[user, name], params={name: settings})
         assert both.of(user).equals(with_setting.of(user))
 
 

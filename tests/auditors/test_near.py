@@ -64,7 +64,7 @@ def test_every_planted_edit_kind_is_found(demo, mirrored, edit):
 
 
 def test_mirrored_copies_need_mirror_mode(demo):
-    auditor = NearDuplicateAuditor()
+    auditor = NearDuplicateAuditor(mirror=False)  # the default finds flips too
     auditor.audit(demo.dataset)
     pairs = row_pairs(demo, auditor)
     for edit in NEAR_EDITS:
@@ -146,7 +146,7 @@ def test_conflicts_and_leaks_over_near_groups(demo):
             assert any(set(g) <= h for h in groups)
         assert (near.score >= 0.97).all() and (exact.score == 1.0).all()
     # exact groups are reported exactly as with duplicates="exact"
-    alone = LabelConflictAuditor().audit(demo.dataset)
+    alone = LabelConflictAuditor(duplicates="exact").audit(demo.dataset)
     exact = conflicts[conflicts.kind == "exact"]
     assert {frozenset(p.row) for _, p in exact.groupby("group")} == {
         frozenset(p.row) for _, p in alone.groupby("group")}
@@ -157,7 +157,9 @@ def test_summary_counts_near_groups_apart(demo):
         "exact_duplicate", "near_duplicate",
         {"label_conflict": {"duplicates": "all"}}, {"cross_split_leak": {"duplicates": "all"}}])
     issues = result.summary["issues"]
-    exact_only = ferclean.audit(demo.dataset, only=["label_conflict", "cross_split_leak"])
+    exact_only = ferclean.audit(demo.dataset, only=["label_conflict", "cross_split_leak"],
+                                params={"label_conflict": {"duplicates": "exact"},
+                                        "cross_split_leak": {"duplicates": "exact"}})
     for name in ("label_conflict", "cross_split_leak"):
         same = {k: exact_only.summary["issues"][name][k] for k in ("groups", "images", "removable")}
         assert {k: issues[name][k] for k in same} == same

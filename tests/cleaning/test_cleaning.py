@@ -22,6 +22,7 @@ from ferclean.cleaning import (
 from ferclean.demo import make_demo
 from ferclean.findings import read_findings
 from ferclean.io import load, save
+from ferclean.protocol import check_leakage
 from helpers import file_digest
 
 EXACT = {"label_conflict": {"duplicates": "exact"}, "cross_split_leak": {"duplicates": "exact"}}
@@ -68,30 +69,44 @@ def test_no_outliers_and_seed_final_follow_the_findings(demo, exact_audit):
     assert rows_removed(manifest) == conflicts | set(outliers.row)
 
 
-def test_strict_never_touches_test_splits(demo, exact_audit):
+@pytest.fixture(scope="module")
+def full_audit(demo):
+    """The default audit: exact, near and mirrored copies."""
+    return ferclean.audit(demo.dataset)
+
+
+def test_study_presets_act_on_exact_groups_whatever_the_audit_saw(demo, exact_audit,
+                                                                   full_audit):
+    for preset in ("dedup", "no-conflicts", "seed-final"):
+        _, exact = clean(demo.dataset, preset, exact_audit)
+        _, full = clean(demo.dataset, preset, full_audit)
+        assert exact.removed.row.tolist() == full.removed.row.tolist(), preset
+
+
+def test_strict_leaves_training_no_copy_of_a_test_image(demo, full_audit):
     ds = demo.dataset
-    cleaned, manifest = clean(ds, "strict", exact_audit)
-    assert set(manifest.removed.split) <= {"Training"}
+    cleaned, manifest = clean(ds, "strict", full_audit)
+    assert set(manifest.removed.split) <= {"Training"}  # the test splits stay untouched
+    assert cleaned.split(["PublicTest", "PrivateTest"]).equals(
+        ds.split(["PublicTest", "PrivateTest"]))
     train = set(np.flatnonzero(ds.split_mask("Training")).tolist())
-    outliers = set(ferclean.audit(ds, only=["outlier"]).findings.row)
-    expected = set()
-    for group in demo.truth.exact_groups():
-        members = sorted(group)
-        tests = [r for r in members if r not in train]
-        keeper = tests[0] if tests else members[0]
-        expected |= {r for r in members if r != keeper and r in train}
-    for group in demo.truth.conflict_groups("exact") + demo.truth.leak_groups("exact"):
-        expected |= set(group) & train
-    expected |= outliers & train
-    assert rows_removed(manifest) == expected
-    # no exact copy of a test image is left in Training
-    leaks = ferclean.audit(cleaned, [{"cross_split_leak": {"duplicates": "exact"}}]).findings
-    assert not (leaks.split == "Training").any()
+    removed = rows_removed(manifest)
+    # every planted copy, exact or near, of a test image and every conflicting copy
+    for group in demo.truth.conflict_groups("all") + demo.truth.leak_groups("all"):
+        assert set(group) & train <= removed
+    # no exact, near or mirrored copy of a test image is left in Training
+    tests = cleaned.split(["PublicTest", "PrivateTest"])
+    assert check_leakage(cleaned.split("Training"), tests, near=True, mirror=True).empty
+    # no label conflict inside Training among exact or near copies
+    assert ferclean.audit(cleaned.split("Training"), only=["label_conflict"]).findings.empty
+    # strict with exact-only findings would miss them, so it refuses those
+    with pytest.raises(ValueError, match="duplicates='all'"):
+        clean(ds, "strict", ferclean.audit(ds, params=EXACT))
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_restore_is_exact_for_every_preset(demo, exact_audit, preset):
-    cleaned, manifest = clean(demo.dataset, preset, exact_audit)
+def test_restore_is_exact_for_every_preset(demo, full_audit, preset):
+    cleaned, manifest = clean(demo.dataset, preset, full_audit)
     removed = demo.dataset[manifest.removed.position.to_numpy()]
     back = restore(cleaned, manifest, removed)
     assert back.equals(demo.dataset, ids=True)

@@ -297,7 +297,7 @@ def test_exact_and_near_groups_side_by_side(demo, tmp_path):
     data = payload(text)
     for issue in ("label_conflict", "cross_split_leak"):
         part = result.of(issue)
-        assert set(part["kind"]) == {"exact", "near"}
+        assert set(part["kind"]) == {"exact", "near", "mirror"}
         groups = data["galleries"][issue]["groups"]
         assert len(groups) == part["group"].nunique()
         assert sum(len(g[2]) for g in groups) == len(part)
@@ -505,7 +505,8 @@ def test_browser_renders_real_images(built, tmp_path):
         assert dom.sections[issue]["data-matching"] == str(n_groups)
     # each group is marked with its kind
     assert {g["attrs"]["data-kind"] for g in dom.groups_of("exact_duplicate")} == {"exact"}
-    assert {g["attrs"]["data-kind"] for g in dom.groups_of("near_duplicate")} == {"near"}
+    assert {g["attrs"]["data-kind"] for g in dom.groups_of("near_duplicate")} <= {
+        "near", "mirror"}
     # outliers worst first; every leak group spans more than one split
     scores = [float(i["attrs"]["data-score"]) for i in dom.items_of("outlier")]
     assert scores == sorted(scores, reverse=True)
