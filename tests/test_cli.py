@@ -165,15 +165,17 @@ def test_audit_counts_near_copies_by_default_and_exact_only_on_request(tmp_path,
         return json.loads(capsys.readouterr().out)
 
     truth = make_demo().truth
-    default, exact_only, no_mirror = summary(), summary("--exact-only"), summary("--no-mirror")
+    default, exact_only, mirror = summary(), summary("--exact-only"), summary("--mirror")
     for name, groups in (("label_conflict", truth.conflict_groups("exact")),
                          ("cross_split_leak", truth.leak_groups("exact"))):
         assert default["issues"][name]["groups"] == len(groups)  # exact figures unchanged
         assert default["issues"][name]["near_groups"] > 0
         assert exact_only["issues"][name]["groups"] == len(groups)
         assert "near_groups" not in exact_only["issues"][name]
-    assert default["issues"]["near_duplicate"]["mirror_pairs"] > 0
-    assert no_mirror["issues"]["near_duplicate"]["mirror_pairs"] == 0
+    assert default["issues"]["near_duplicate"]["mirror_pairs"] == 0
+    assert mirror["issues"]["near_duplicate"]["mirror_pairs"] > 0
+    assert mirror["issues"]["cross_split_leak"]["near_groups"] > default["issues"][
+        "cross_split_leak"]["near_groups"]  # mirrored copies of test images leak too
     assert main(["audit", "--demo", "--out", str(tmp_path / "b"), "--only",
                  "label_conflict"]) == 0
     table = capsys.readouterr().out
@@ -230,7 +232,8 @@ def test_near_settings_reach_conflicts_whatever_only_says(tmp_path, capsys):
 
 def test_clean_and_publish_read_findings_back(tmp_path, capsys):
     audit_dir = tmp_path / "audit"
-    assert main(["audit", "--demo", "--out", str(audit_dir), "--near-similarity", "0.99"]) == 0
+    assert main(["audit", "--demo", "--out", str(audit_dir), "--near-similarity", "0.99",
+                 "--mirror"]) == 0
     for how, extra in (("files", ["--findings", str(audit_dir)]),
                        ("audit", ["--near-similarity", "0.99"])):
         assert main(["clean", "--demo", "--plan", "strict", "--out",
@@ -251,7 +254,7 @@ def test_clean_and_publish_read_findings_back(tmp_path, capsys):
 
 def test_strict_refuses_findings_without_mirrored_copies(tmp_path, capsys):
     audit_dir = tmp_path / "audit"
-    assert main(["audit", "--demo", "--out", str(audit_dir), "--no-mirror"]) == 0
+    assert main(["audit", "--demo", "--out", str(audit_dir)]) == 0  # no --mirror
     capsys.readouterr()
     assert main(["clean", "--demo", "--plan", "strict", "--findings", str(audit_dir),
                  "--out", str(tmp_path / "clean")]) == 1

@@ -4,7 +4,8 @@ All three read the exact groups from the shared :class:`AuditContext`, so the pi
 hashed and grouped once. Label conflicts and leaks examine exact and near-duplicate groups
 by default (``duplicates="all"``; ``"exact"`` restricts them to identical copies); near
 groups come from the near-duplicate auditor as the audit configured it
-(:meth:`Auditor.requires`), mirrored copies included by default. With both, every exact group is
+(:meth:`Auditor.requires`), mirrored copies included when it runs with ``mirror=True``.
+With both, every exact group is
 reported as before, and so is every near group that is more than an exact group; an image
 in both appears once under each, told apart by the ``kind`` column, and ``summary.json``
 counts them separately.
@@ -241,8 +242,8 @@ class LabelConflictAuditor(_GroupPropertyAuditor):
     >>> exact = found[found.kind == "exact"]
     >>> exact.group.nunique() == len(demo.truth.conflict_groups("exact"))
     True
-    >>> sorted(set(found.kind))  # near (and mirrored) copies under other labels too
-    ['exact', 'mirror', 'near']
+    >>> sorted(set(found.kind))  # near copies under other labels too
+    ['exact', 'near']
     """
 
     issue_name: ClassVar[str] = "label_conflict"
@@ -271,8 +272,8 @@ class CrossSplitLeakAuditor(_GroupPropertyAuditor):
     ----------
     duplicates : {"all", "exact", "near"}, default="all"
         Which duplicate groups to examine (see :class:`LabelConflictAuditor`). Mirrored
-        copies count too while the near-duplicate auditor keeps ``mirror=True`` (its
-        default); such groups are typed ``"mirror"``.
+        copies count too when the near-duplicate auditor runs with ``mirror=True`` (CLI
+        ``--mirror``; ``strict`` cleaning needs it); such groups are typed ``"mirror"``.
 
     Attributes
     ----------

@@ -64,7 +64,7 @@ def test_every_planted_edit_kind_is_found(demo, mirrored, edit):
 
 
 def test_mirrored_copies_need_mirror_mode(demo):
-    auditor = NearDuplicateAuditor(mirror=False)  # the default finds flips too
+    auditor = NearDuplicateAuditor()
     auditor.audit(demo.dataset)
     pairs = row_pairs(demo, auditor)
     for edit in NEAR_EDITS:

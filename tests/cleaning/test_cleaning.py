@@ -71,8 +71,8 @@ def test_no_outliers_and_seed_final_follow_the_findings(demo, exact_audit):
 
 @pytest.fixture(scope="module")
 def full_audit(demo):
-    """The default audit: exact, near and mirrored copies."""
-    return ferclean.audit(demo.dataset)
+    """Exact, near and mirrored copies: what strict needs."""
+    return ferclean.audit(demo.dataset, params={"near_duplicate": {"mirror": True}})
 
 
 def test_study_presets_act_on_exact_groups_whatever_the_audit_saw(demo, exact_audit,
@@ -99,9 +99,12 @@ def test_strict_leaves_training_no_copy_of_a_test_image(demo, full_audit):
     assert check_leakage(cleaned.split("Training"), tests, near=True, mirror=True).empty
     # no label conflict inside Training among exact or near copies
     assert ferclean.audit(cleaned.split("Training"), only=["label_conflict"]).findings.empty
-    # strict with exact-only findings would miss them, so it refuses those
+    # findings that would miss some copies are refused: exact only, or no mirrored copies
     with pytest.raises(ValueError, match="duplicates='all'"):
         clean(ds, "strict", ferclean.audit(ds, params=EXACT))
+    with pytest.raises(ValueError, match="near_duplicate.mirror=True"):
+        clean(ds, "strict", ferclean.audit(ds))
+    assert rows_removed(audit_and_clean(ds, "strict").manifest) == removed  # audits for it
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -297,7 +297,7 @@ def test_exact_and_near_groups_side_by_side(demo, tmp_path):
     data = payload(text)
     for issue in ("label_conflict", "cross_split_leak"):
         part = result.of(issue)
-        assert set(part["kind"]) == {"exact", "near", "mirror"}
+        assert set(part["kind"]) == {"exact", "near"}
         groups = data["galleries"][issue]["groups"]
         assert len(groups) == part["group"].nunique()
         assert sum(len(g[2]) for g in groups) == len(part)
