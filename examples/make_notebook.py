@@ -25,16 +25,19 @@ ds"""),
     ("code", """ds.counts()  # images per split and emotion"""),
     ("markdown", """## Audit
 Every auditor runs over one shared context (hashes are computed once). Findings are a
-DataFrame: one row per flagged image and issue."""),
-    ("code", """result = ferclean.audit(ds)
+DataFrame: one row per flagged image and issue, typed by `kind` (exact, near, mirror).
+Label conflicts and leaks count exact and near copies apart; mirrored copies are searched
+for on request (`mirror=True`), as `strict` cleaning needs."""),
+    ("code", """result = ferclean.audit(ds, params={"near_duplicate": {"mirror": True}})
 result.table()"""),
     ("code", """leaks = result.of("cross_split_leak")
 leaks.head()"""),
     ("code", """result.of("label_conflict").groupby("group").detail.first().head()"""),
     ("code", """result.of("outlier").sort_values("score", ascending=False).head()"""),
     ("markdown", """## Clean
-`strict` removes from Training the duplicates, conflicting copies, outliers and every copy
-of a test image; the test splits stay untouched. The manifest lists every removed image."""),
+`strict` removes from Training the duplicates, conflicting copies, outliers and every
+exact, near or mirrored copy of a test image; the test splits stay untouched. The
+manifest lists every removed image."""),
     ("code", """from ferclean.cleaning import clean, restore
 
 cleaned, manifest = clean(ds, "strict", result)  # acts on the audit's findings
@@ -43,11 +46,13 @@ manifest.summary()"""),
     ("code", """removed = ds[manifest.removed.position.to_numpy()]
 assert restore(cleaned, manifest, removed).equals(ds)  # nothing is lost"""),
     ("markdown", """## Check leakage
-Before cleaning, test images have exact copies in Training; after `strict`, none."""),
+Before cleaning, test images have exact, near and mirrored copies in Training; after
+`strict`, none."""),
     ("code", """from ferclean.protocol import check_leakage
 
-before = check_leakage(ds.split("Training"), ds.split(["PublicTest", "PrivateTest"]))
-after = check_leakage(cleaned.split("Training"), cleaned.split(["PublicTest", "PrivateTest"]))
+tests = ["PublicTest", "PrivateTest"]
+before = check_leakage(ds.split("Training"), ds.split(tests), near=True, mirror=True)
+after = check_leakage(cleaned.split("Training"), cleaned.split(tests), near=True, mirror=True)
 print(len(before), "leaking pairs before,", len(after), "after")
 assert len(after) == 0"""),
     ("markdown", """## Train the reference model briefly and compare

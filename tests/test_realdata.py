@@ -35,9 +35,13 @@ def test_audit_figures(real_dataset):
     issues = result.summary["issues"]
     assert {k: issues["exact_duplicate"][k] for k in ("groups", "images", "removable")} == {
         "groups": 1516, "images": 3369, "removable": 1853}
+    # the exact figures as the study counted them, the near copies counted apart
     assert (issues["label_conflict"]["groups"], issues["label_conflict"]["images"]) == (57, 160)
     assert (issues["cross_split_leak"]["groups"],
             issues["cross_split_leak"]["images"]) == (557, 1323)
+    assert (issues["label_conflict"]["near_groups"],
+            issues["label_conflict"]["near_images"]) == (320, 1318)
+    assert issues["cross_split_leak"]["near_groups"] == 980
     assert issues["class_imbalance"]["under_represented"]["Training"] == ["disgust"]
     assert issues["class_imbalance"]["imbalance_ratio"]["Training"] == pytest.approx(
         7215 / 436, abs=1e-3)
@@ -55,3 +59,18 @@ def test_seed_final_removes_conflicts_and_outliers_only(real_dataset):
     outliers = set(result.of("outlier").row)
     assert removed == exact_conflicts | outliers
     assert len(cleaned) == len(real_dataset) - len(removed)
+
+
+def test_strict_leaves_no_copy_of_a_test_image_in_training(real_dataset):
+    """After strict, no exact, near or mirrored copy of a test image remains in Training,
+    and no label conflict among exact or near copies; the test splits are untouched."""
+    from ferclean.cleaning import audit_and_clean
+
+    ds = real_dataset
+    cleaned, manifest = audit_and_clean(ds, "strict")
+    assert set(manifest.removed.split) == {"Training"}
+    tests = ["PublicTest", "PrivateTest"]
+    assert cleaned.split(tests).equals(ds.split(tests))
+    train = cleaned.split("Training")
+    assert ferclean.check_leakage(train, cleaned.split(tests), near=True, mirror=True).empty
+    assert ferclean.audit(train, only=["label_conflict"]).findings.empty

@@ -172,13 +172,19 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
 
 
 def _variation_audit(ds: FaceDataset) -> Any:
-    """One audit of ``ds`` with every auditor the variations' plans need (default
-    settings): the variations of one data role clean from the same findings."""
+    """One audit of ``ds`` with every auditor the variations' plans need, with the
+    settings they require (strict's near and mirrored copies): the variations of one data
+    role clean from the same findings."""
     from ferclean.auditors import audit
     from ferclean.cleaning import CleaningPlan
 
-    needed = {i for plan in VARIATIONS.values() for i in CleaningPlan.preset(plan).issues}
-    return audit(ds, only=sorted(needed))
+    plans = [CleaningPlan.preset(plan) for plan in VARIATIONS.values()]
+    needed = {issue for plan in plans for issue in plan.issues}
+    params: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        for issue, values in plan.requires.items():
+            params.setdefault(issue, {}).update(values)
+    return audit(ds, only=sorted(needed), params=params)
 
 
 def _cleaned(ds: FaceDataset, variation: str, role: str,

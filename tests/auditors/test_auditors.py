@@ -279,3 +279,15 @@ def test_an_auditor_may_only_report_its_own_issue(demo):
 
     with pytest.raises(ValueError, match="may only report 'liar'"):
         Liar().audit(demo.dataset)
+
+
+def test_default_audit_finds_planted_near_leaks_typed_near(demo):
+    """Near copies in other splits are leaks by default; exact counts stay as before."""
+    result = ferclean.audit(demo.dataset, only=["cross_split_leak"])
+    found = result.of("cross_split_leak")
+    near = found_groups(found[found.kind == "near"])
+    flips = {frozenset(g) for g in demo.truth.near_groups("flip")}
+    planted = [g for g in demo.truth.leak_groups("near") if not any(g & f for f in flips)]
+    assert planted and all(any(g <= h for h in near) for g in planted)
+    entry = result.summary["issues"]["cross_split_leak"]
+    assert entry["groups"] == len(demo.truth.leak_groups("exact")) and entry["near_groups"] > 0
