@@ -103,6 +103,15 @@ BAD_ROWS = {
     "text label": ("happy," + GOOD + ",Training", "unknown label 'happy'"),
     "unknown usage": ("0," + GOOD + ",Validation", "unknown Usage 'Validation'"),
     "missing field": ("0," + GOOD, "expected 3 fields"),
+    # str.isdigit() is true for these and int() used to fail on them with no file or row.
+    "superscript pixel": ("0," + GOOD.replace("1", "²", 1) + ",Training", "pixel 0 is '²'"),
+    "superscript label": ("³," + GOOD + ",Training", "unknown label '³'"),
+    "arabic-indic label": ("٣," + GOOD + ",Training", "unknown label '٣'"),
+    "underscore pixel": ("0," + GOOD.replace("1", "1_0", 1) + ",Training", "pixel 0 is '1_0'"),
+    "signed pixel": ("0," + GOOD.replace("1", "+5", 1) + ",Training", "pixel 0 is '+5'"),
+    "stray quote": ('0,"' + GOOD + ",Training", "pixel 0 is '\"1'"),
+    "stray quote in label": ('0",' + GOOD + ",Training", "unknown label '0\"'"),
+    "blank line": ("", "blank line"),
 }
 
 
@@ -147,11 +156,36 @@ def test_empty_file(tmp_path):
         read_csv(path)
 
 
-def test_header_only_has_no_rows(tmp_path):
+@pytest.mark.parametrize("text", ["emotion,pixels,Usage\n", "emotion,pixels,Usage",
+                                  "pixels\r\n\r\n  \n\t"])
+def test_header_only_is_an_empty_dataset(tmp_path, text):
     path = tmp_path / "header.csv"
-    path.write_text("emotion,pixels,Usage\n")
-    with pytest.raises(BadInputError, match="no data rows"):
-        read_csv(path)
+    path.write_text(text)
+    ds = read_csv(path)
+    assert len(ds) == 0 and ds.pixels.shape == (0, 48, 48) and len(ds.dropped) == 0
+
+
+@pytest.mark.parametrize("usage", [True, False])
+def test_empty_dataset_round_trips(tmp_path, random_dataset, usage):
+    """A plan that removes every image writes a CSV that must read back."""
+    empty = random_dataset[np.zeros(len(random_dataset), bool)]
+    path = write_csv(empty, tmp_path / "empty.csv", usage=usage)
+    back = read_csv(path)
+    assert back.equals(empty) and len(back) == 0 and back.source == str(path)
+
+
+def test_a_plan_that_removes_every_image_gives_a_restorable_csv_output(tmp_path):
+    from ferclean.cleaning import audit_and_clean, restore_from
+    from ferclean.dataset import FaceDataset
+    from ferclean.io import load, save
+
+    img = np.random.default_rng(0).integers(0, 256, (1, 48, 48), dtype=np.uint8)
+    ds = FaceDataset(np.repeat(img, 2, axis=0), labels=[0, 1])  # one conflict: both go
+    result = audit_and_clean(load(save(ds, tmp_path / "in.csv")), "no-conflicts")
+    assert len(result.cleaned) == 0
+    out = result.save(tmp_path / "clean")
+    assert (out / "cleaned.csv").read_text() == "emotion,pixels,Usage\n"
+    assert restore_from(out).equals(ds)
 
 
 def test_missing_pixels_column(tmp_path):
@@ -186,3 +220,197 @@ def test_writer_refuses_to_overwrite(tmp_path, random_dataset):
     write_csv(random_dataset[:3], path, overwrite=True)
     assert len(read_csv(path)) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["d.csv"]  # no temp files left
+
+
+# ------------------------------------------------------------ hostile and odd input
+def _rows_text(ds) -> list[str]:
+    return csv_text(ds).splitlines()
+
+
+@pytest.mark.parametrize("on_bad", ["raise", "skip"])
+def test_a_line_over_the_old_field_limit_is_one_bad_row_in_bounded_memory(
+    tmp_path, random_dataset, on_bad
+):
+    """A 12 MB line (Python's csv module stopped at 128 KB with a traceback) is row 1."""
+    import tracemalloc
+
+    lines = _rows_text(random_dataset)
+    lines[2] = "0," + "1" * 12_000_000 + ",Training"
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    tracemalloc.start()
+    try:
+        if on_bad == "raise":
+            with pytest.raises(BadInputError) as err:
+                read_csv(path)
+            message = str(err.value)
+            assert message.startswith(f"{path}: row 1 (line 3): line is 12,000,011 bytes long")
+            assert "--on-bad skip" in message and len(message) < 300
+        else:
+            ds = read_csv(path, on_bad="skip")
+            assert ds.rows.tolist() == [0, *range(2, len(random_dataset))]
+            assert ds.dropped.reason[0].startswith("line is 12,000,011 bytes long")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000  # never the whole line
+
+
+def test_unbalanced_quote_and_a_short_row_are_two_bad_rows(tmp_path, random_dataset):
+    """An open quote no longer swallows the rest of the file into one field."""
+    lines = _rows_text(random_dataset)
+    lines[2] = '0,"' + lines[2].split(",")[1] + ",Training"
+    lines[5] = "3,1 2 3,Training"
+    path = tmp_path / "quote.csv"
+    path.write_text("\n".join(lines) + "\n")
+    ds = read_csv(path, on_bad="skip")
+    assert ds.dropped.location.tolist() == ["row 1 (line 3)", "row 4 (line 6)"]
+    assert ds.dropped.reason.tolist()[1] == "expected 2304 pixel values, found 3"
+    assert ds.equals(random_dataset[np.setdiff1d(np.arange(len(random_dataset)), [1, 4])])
+    with pytest.raises(BadInputError, match=r"row 1 \(line 3\): pixel 0 is '\"\d+'"):
+        read_csv(path)
+
+
+def test_cli_gives_one_line_for_a_huge_field(tmp_path, random_dataset, capsys):
+    from ferclean.cli import main
+
+    lines = _rows_text(random_dataset)
+    lines[2] = "0," + "1" * 200_000 + ",Training"
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["convert", str(path), str(tmp_path / "out.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert f"{path}: row 1 (line 3)" in err[0] and "--on-bad skip" in err[0]
+    assert main(["convert", str(path), str(tmp_path / "out.npz"), "--on-bad", "skip"]) == 0
+    assert f"wrote {len(random_dataset) - 1} images" in capsys.readouterr().out
+
+
+def test_huge_header_is_cut_in_the_message(tmp_path, random_dataset):
+    rows = _rows_text(random_dataset)[1:]
+    path = tmp_path / "head.csv"
+    path.write_text("emotion,pixels,Usage" + "x" * 10_000_000 + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(BadInputError, match="header is longer than 65,536 bytes") as err:
+        read_csv(path)
+    assert len(str(err.value)) < 400
+    path.write_text("emotion," + "y" * 60_000 + ",Usage\n" + "\n".join(rows) + "\n")
+    with pytest.raises(BadInputError, match="missing column 'pixels'") as err:
+        read_csv(path)
+    assert len(str(err.value)) < 400 and "60,014 characters" in str(err.value)
+
+
+def test_long_runs_of_leading_zeros_do_not_crash(tmp_path):
+    """int() refuses strings of over 4,300 digits; the reader never hands it one."""
+    pixels = ["1"] * 2304
+    pixels[0] = "0" * 5000 + "7"
+    good = ",".join(["0" * 5000 + "3", " ".join(pixels), "Training"])
+    pixels[5] = "x"
+    bad = ",".join(["3", " ".join(pixels), "Training"])
+    path = tmp_path / "zeros.csv"
+    path.write_text("\n".join(["emotion,pixels,Usage", good, bad]) + "\n")
+    ds = read_csv(path, on_bad="skip")
+    assert ds.labels.tolist() == [3] and int(ds.pixels[0, 0, 0]) == 7
+    assert ds.dropped.reason.tolist() == ["pixel 5 is 'x', not an integer in 0..255"]
+
+
+def test_many_short_lines_do_not_allocate_images_for_them(tmp_path):
+    """100,000 newlines used to reserve 100,000 images (230 MB) before any check."""
+    import tracemalloc
+
+    path = tmp_path / "newlines.csv"
+    path.write_bytes(b"emotion,pixels,Usage\n" + b"0,1,Training\n" * 100_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadInputError, match=r"row 0 \(line 2\): expected 2304 pixel"):
+            read_csv(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+
+
+def test_blank_tail_is_ignored_by_both_readers(tmp_path, random_dataset):
+    """Whether the careful reader runs (a bad row elsewhere) does not change the tail."""
+    lines = _rows_text(random_dataset)
+    tail = "\n \n\t\r\n  \r\r"
+    path = tmp_path / "tail.csv"
+    path.write_text("\n".join(lines) + tail)
+    assert read_csv(path).equals(random_dataset)
+    lines[2] = "9," + GOOD + ",Training"
+    path.write_text("\n".join(lines) + tail)
+    ds = read_csv(path, on_bad="skip")
+    assert len(ds) == len(random_dataset) - 1 and len(ds.dropped) == 1
+
+
+def test_a_bad_row_sends_only_its_chunk_to_the_careful_reader(tmp_path, monkeypatch):
+    ds = make_random_dataset(n=60, seed=4)
+    lines = _rows_text(ds)
+    lines[1 + 40] = "0," + GOOD + ",Validation"
+    lines[1 + 7] = "0," + GOOD + ",Nope"
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(csvmod, "_CHUNK_BYTES", 50_000)  # ~ 5 rows per chunk
+    careful_rows = []
+    real = csvmod._careful_rows
+
+    def spy(buf, a, b, first_row, *args):
+        for row, parsed in real(buf, a, b, first_row, *args):
+            careful_rows.append(row)
+            yield row, parsed
+
+    monkeypatch.setattr(csvmod, "_careful_rows", spy)
+    got = read_csv(path, on_bad="skip", workers=2)
+    assert got.equals(ds[np.setdiff1d(np.arange(60), [7, 40])])
+    assert got.rows.tolist() == np.setdiff1d(np.arange(60), [7, 40]).tolist()
+    assert 7 in careful_rows and 40 in careful_rows and len(careful_rows) < 20
+    with pytest.raises(BadInputError, match=r"row 7 \(line 9\): unknown Usage 'Nope'"):
+        read_csv(path, workers=2)  # the first bad row of the file, whichever thread ends first
+
+
+@pytest.mark.parametrize(
+    "header, match",
+    [
+        ("émotion,pixels,Usage", r"line 1: column 'émotion' looks like a misspelt or "
+         r"mis-encoded 'emotion' \(header: 'émotion,pixels,Usage'\)"),
+        ("emotions,pixels,Usage", "looks like a misspelt or mis-encoded 'emotion'"),
+        ("emotion,pixels,Usages", "looks like a misspelt or mis-encoded 'Usage'"),
+        ("emotion,pixels,pixels", r"column 'pixels' appears 2 times \(header: "),
+        ("Emotion,emotion,pixels", "column 'emotion' appears 2 times"),
+    ],
+)
+def test_header_that_would_silently_drop_a_column_is_refused(tmp_path, header, match):
+    path = tmp_path / "h.csv"
+    path.write_text(header + "\n0," + GOOD + ",Training\n")
+    with pytest.raises(BadInputError, match=match):
+        read_csv(path)
+
+
+def test_mis_encoded_header_bytes_are_refused_with_the_header_shown(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("émotion,pixels,Usage\n".encode("latin-1") + f"0,{GOOD},Training\n".encode())
+    with pytest.raises(BadInputError, match=r"'\ufffdmotion,pixels,Usage'"):
+        read_csv(path)
+
+
+def test_unknown_column_beside_a_missing_one_warns(tmp_path):
+    path = tmp_path / "id.csv"
+    path.write_text(f"pixels,id\n{GOOD},17\n")
+    with pytest.warns(BadInputWarning, match=r"ignoring unknown column\(s\) 'id'; no 'emotion' "
+                      r"column, so every image is read unlabeled; no 'Usage' column"):
+        ds = read_csv(path)
+    assert len(ds) == 1 and not ds.has_labels
+
+
+def test_a_fifo_or_folder_named_csv_is_refused_without_reading(tmp_path):
+    """A FIFO would block the read forever; a folder is not 'no such file'."""
+    import os
+
+    folder = tmp_path / "images.csv"
+    folder.mkdir()
+    with pytest.raises(BadInputError, match=r"images.csv: not a regular file.*--input-format"):
+        read_csv(folder)
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "pipe.csv"
+        os.mkfifo(fifo)
+        with pytest.raises(BadInputError, match="pipe.csv: not a regular file"):
+            read_csv(fifo)
