@@ -60,6 +60,9 @@ def label_code(name: str | int) -> int:
     >>> label_code("happy"), label_code(6)
     (3, 6)
     """
+    if isinstance(name, (bool, np.bool_)):  # True is an int to Python, not a label
+        raise ValueError(f"unknown label {name!r}; expected 0..{len(EMOTIONS) - 1} or an "
+                         f"emotion name")
     if isinstance(name, (int, np.integer)):
         if 0 <= int(name) < len(EMOTIONS):
             return int(name)
@@ -190,6 +193,21 @@ class FaceDataset:
         The pixel array of the result is a view whenever the selection is a contiguous,
         increasing run of rows; otherwise numpy must gather it into a new array.
 
+        Indices follow Python's rules: ``0..n-1`` from the start, ``-n..-1`` from the end
+        (``-1`` is the last image); any other index raises :class:`IndexError`, so a
+        selection never silently shrinks. A slice is clipped to the dataset, as for a
+        list. An index may repeat (the image is then taken twice). A boolean mask must
+        have one value per image. One image is ``ds[[i]]``: a dataset always holds a batch.
+
+        Raises
+        ------
+        IndexError
+            If an index is out of range.
+        TypeError
+            If the index is a scalar, or neither integers nor booleans.
+        ValueError
+            If a mask has the wrong length, or the index is not 1-D.
+
         Examples
         --------
         >>> import numpy as np
@@ -197,6 +215,12 @@ class FaceDataset:
         >>> sub = ds.subset(np.array([True, True, False, False]))
         >>> len(sub), sub.pixels.base is ds.pixels
         (2, True)
+        >>> len(ds.subset([-1, 0])), len(ds.subset([]))
+        (2, 0)
+        >>> ds.subset([3, 4])
+        Traceback (most recent call last):
+        ...
+        IndexError: index 4 is out of range for a FaceDataset of 4 images (valid: -4..3)
         """
         index = _as_view_index(index, len(self))
         return FaceDataset(
@@ -355,22 +379,35 @@ def as_pixels(data: Any, *, size: int | None = IMAGE_SIZE) -> np.ndarray:
     """uint8 images ``(n, h, w)`` from a FaceDataset or an array of 0..255 values.
 
     The one place where pixels are checked and converted: a trailing channel axis of 1
-    is dropped, a single 2-D image becomes a batch of one, non-integer values are rounded,
-    and values outside 0..255 are an error (never clipped). ``size`` requires square
-    ``size`` x ``size`` images; ``None`` accepts any size.
+    is dropped and a single 2-D image becomes a batch of one. Values must be grey levels,
+    whole numbers in 0..255: integer arrays, or float arrays holding whole numbers (as
+    pandas gives). Nothing is coerced silently: values outside 0..255 (never clipped),
+    NaN or infinite values and fractional values (an image scaled to [0, 1]: multiply by
+    255 and round it first) raise :class:`ValueError`; bool, complex, string and object
+    arrays raise :class:`TypeError`. ``size`` requires square ``size`` x ``size`` images;
+    ``None`` accepts any size.
 
     Examples
     --------
-    >>> as_pixels(np.full((2, 48, 48, 1), 7.6)).dtype, as_pixels(np.zeros((4, 5)), size=None).shape
+    >>> as_pixels(np.full((2, 48, 48, 1), 7.0)).dtype, as_pixels(np.zeros((4, 5)), size=None).shape
     (dtype('uint8'), (1, 4, 5))
     >>> as_pixels(np.full((1, 48, 48), 300))
     Traceback (most recent call last):
     ...
     ValueError: pixels must lie in 0..255; got values from 300 to 300
+    >>> as_pixels(np.full((1, 48, 48), np.nan))
+    Traceback (most recent call last):
+    ...
+    ValueError: pixels must be whole numbers 0..255; image 0 holds nan
     """
     if isinstance(data, FaceDataset):
         return data.pixels
     pixels = np.asarray(data)
+    if pixels.dtype.kind not in "uif":
+        what = {"b": "True/False values are no grey levels", "c": "complex values",
+                "O": "Python objects", "U": "strings", "S": "bytes"}.get(pixels.dtype.kind, "")
+        raise TypeError(f"pixels must be integers 0..255 (uint8 best); got a {pixels.dtype} "
+                        f"array{f' ({what})' if what else ''}")
     if pixels.ndim == 4 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     if pixels.ndim == 2:
@@ -379,20 +416,66 @@ def as_pixels(data: Any, *, size: int | None = IMAGE_SIZE) -> np.ndarray:
         want = f"(n, {size}, {size})" if size is not None else "(n, height, width)"
         raise ValueError(f"pixels must have shape {want}; got {pixels.shape}")
     if pixels.dtype != np.uint8:
+        if pixels.dtype.kind == "f" and pixels.size:
+            _check_whole_pixels(pixels)
         if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
             raise ValueError(f"pixels must lie in 0..255; got values from {pixels.min()} "
                              f"to {pixels.max()}")
-        if not np.issubdtype(pixels.dtype, np.integer):
-            pixels = np.rint(pixels)
         pixels = pixels.astype(np.uint8)
     return pixels
+
+
+def _check_whole_pixels(pixels: np.ndarray) -> None:
+    """ValueError naming the first image with a NaN, infinite or fractional value."""
+    flat = pixels.reshape(len(pixels), -1)
+    finite = np.isfinite(flat).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        value = flat[i][~np.isfinite(flat[i])][0]
+        raise ValueError(f"pixels must be whole numbers 0..255; image {i} holds {value}")
+    whole = (flat == np.rint(flat)).all(axis=1)
+    if not whole.all():
+        i = int(np.flatnonzero(~whole)[0])
+        value = flat[i][flat[i] != np.rint(flat[i])][0]
+        hint = (" (the values lie in [0, 1]: scale them by 255 and round first)"
+                if flat.min() >= 0 and flat.max() <= 1 else " (round them first)")
+        raise ValueError(
+            f"pixels must be whole numbers 0..255; image {i} holds {float(value):g}{hint}"
+        )
 
 
 def _as_vector(values: Any, n: int, name: str, dtype: Any) -> np.ndarray:
     arr = np.asarray(values)
     if arr.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},); got {arr.shape}")
-    return arr.astype(dtype, copy=False)
+    if dtype is bool:
+        return _as_flags(arr, name)
+    return _whole_numbers(arr, name).astype(dtype, copy=False)
+
+
+def _whole_numbers(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` if it holds integers, or floats that are whole numbers (as pandas gives for
+    an integer column with gaps filled); NaN, fractions, bool and complex values raise."""
+    kind = arr.dtype.kind
+    if kind in "iu":
+        return arr
+    if kind != "f":
+        raise TypeError(f"{name} must be integers; got a {arr.dtype} array")
+    # 2**63: beyond it a cast to int64 would wrap round to another number.
+    bad = ~np.isfinite(arr) | (arr != np.rint(arr)) | (np.abs(arr) >= 2.0**63)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be whole numbers; got {float(arr[i])!r} at position {i}")
+    return arr
+
+
+def _as_flags(arr: np.ndarray, name: str) -> np.ndarray:
+    """A bool array from bools, or from integers that are all 0 or 1."""
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind in "iu" and np.isin(arr, (0, 1)).all():
+        return arr.astype(bool)
+    raise TypeError(f"{name} must be True/False values; got a {arr.dtype} array")
 
 
 def _as_labels(labels: Any, n: int) -> np.ndarray:
@@ -403,10 +486,11 @@ def _as_labels(labels: Any, n: int) -> np.ndarray:
         raise ValueError(f"labels must have shape ({n},); got {arr.shape}")
     if arr.dtype.kind in "OUS":
         arr = np.array([label_code(v) for v in arr], dtype=np.int8)
+    arr = _whole_numbers(arr, "labels")
     bad = (arr < UNLABELED) | (arr >= len(EMOTIONS))
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"label {arr[i]!r} at position {i} is not in -1..6")
+        raise ValueError(f"label {int(arr[i])} at position {i} is not in -1..6")
     return arr.astype(np.int8, copy=False)
 
 
@@ -425,8 +509,12 @@ def _as_splits(splits: Any, n: int) -> np.ndarray:
                 raise ValueError(f"unknown split {u!r}; expected one of {', '.join(SPLITS)}")
             codes.append(lookup[u.lower()])
         return np.asarray(codes, dtype=np.int8)[inverse].reshape(n)
-    if arr.size and (arr.min() < 0 or arr.max() >= len(SPLITS)):
-        raise ValueError(f"split codes must lie in 0..{len(SPLITS) - 1}")
+    arr = _whole_numbers(arr, "split codes")
+    bad = (arr < 0) | (arr >= len(SPLITS))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"split codes must lie in 0..{len(SPLITS) - 1}; got {int(arr[i])} at "
+                         f"position {i}")
     return arr.astype(np.int8, copy=False)
 
 
@@ -440,16 +528,35 @@ def _as_ids(ids: Any, n: int) -> np.ndarray:
 
 
 def _as_view_index(index: Any, n: int) -> Any:
-    """Turn a mask or index array into a slice when it selects a contiguous run."""
+    """Turn a mask or index array into a slice when it selects a contiguous run.
+
+    Out-of-range indices raise: a slice view (``pixels[2:4]`` of 3 images) would silently
+    drop them, and numpy's fancy indexing only raises on some of them.
+    """
     if isinstance(index, slice):
         return index
     index = np.asarray(index)
+    if index.ndim == 0:
+        raise TypeError(f"index a FaceDataset with a list, an array, a mask or a slice "
+                        f"(ds[[i]] for one image); got the scalar {index.item()!r}")
+    if index.ndim != 1:
+        raise ValueError(f"a FaceDataset index must be 1-D; got shape {index.shape}")
     if index.dtype == bool:
         if index.shape != (n,):
             raise ValueError(f"boolean mask must have shape ({n},); got {index.shape}")
         index = np.flatnonzero(index)
+    elif index.size == 0:  # [] is float64 to numpy: an empty selection all the same
+        return slice(0, 0)
     elif index.dtype.kind not in "iu":
         raise TypeError(f"cannot index a FaceDataset with {index.dtype} values")
+    # Compared before the cast: a uint64 near 2**64 must not wrap round to a negative index.
+    outside = (index >= n) if index.dtype.kind == "u" else (index < -n) | (index >= n)
+    if np.any(outside):
+        bad = int(index[outside][0])
+        valid = f"valid: -{n}..{n - 1}" if n else "it is empty"
+        raise IndexError(
+            f"index {bad} is out of range for a FaceDataset of {n} images ({valid})"
+        )
     index = index.astype(np.int64, copy=False)
     if index.size and np.any(index < 0):
         index = np.where(index < 0, index + n, index)

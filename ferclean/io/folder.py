@@ -41,20 +41,35 @@ Decoding a 48x48 image is ~50 us of per-image work in PIL, mostly holding the GI
 :func:`read_folder` splits the sorted entries into contiguous chunks and decodes them in
 worker processes (each opens the folder or zip itself and returns one uint8 array per
 chunk), keeping entry order. Zip entries are read straight from their local headers
-(stored or deflated, CRC-checked): parsing a 36k-entry central directory again in every
-worker would cost ~0.25 s each. :func:`write_folder` encodes in worker processes too, and
-writes the files or zip entries in this process, in sorted order.
+(stored, deflate, bzip2 or LZMA, CRC-checked): parsing a 36k-entry central directory
+again in every worker would cost ~0.25 s each. :func:`write_folder` encodes in worker
+processes too, and writes the files or zip entries in this process, in sorted order.
+Workers die with the process that started them, even a killed one.
+
+Hostile files
+-------------
+No file or entry is read past :data:`MAX_IMAGE_BYTES`: one that declares more (or, in a
+zip, a compression ratio deflate cannot reach) is a bad entry before a byte is read or
+inflated, and reading stops one byte past the declared size when the declaration lies.
+A 2 GiB zip bomb costs no more memory than an image (``benchmarks/bench_hostile.py``).
+Non-regular files named like images (a FIFO, a device) are bad entries, never read.
 """
 
 from __future__ import annotations
 
+import bz2
+import ctypes
 import io
+import lzma
 import multiprocessing as mp
 import os
 import re
+import signal
+import stat
 import struct
 import sys
 import threading
+import time
 import warnings
 import zipfile
 import zlib
@@ -66,13 +81,20 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ferclean._atomic import atomic_dir, atomic_file
+from ferclean._outputs import (
+    OutputPathError,
+    check_output,
+    dataset_inputs,
+    output_dir,
+    output_file,
+)
 from ferclean._progress import Progress
 from ferclean.dataset import EMOTIONS, IMAGE_SIZE, SPLITS, FaceDataset
 from ferclean.errors import BadInputError, BadRecords, LossyOutputWarning, check_on_bad
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_BYTES",
     "TOP_FOLDER_SPLITS",
     "LossyOutputWarning",
     "read_folder",
@@ -104,6 +126,16 @@ _SPLIT_FILE = re.compile(r"^(training|publictest|privatetest)_(.+)\.(jpe?g|png)$
 _SPLIT_BY_LOWER = {s.lower(): i for i, s in enumerate(SPLITS)}
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, skipped fields, name and extra lengths
 _FORMATS = {"jpg": ("jpg", "JPEG"), "jpeg": ("jpg", "JPEG"), "png": ("png", "PNG")}
+#: Largest image file or zip entry read, in bytes; a bigger one is a bad entry, refused from
+#: its declared size before any byte is read or inflated, and cut off at this many bytes when
+#: the declared size lies. FER-2013's largest JPEG is 2,483 bytes and even an uncompressed
+#: 16-bit RGBA PNG of 48x48 is 18 kB: 1 MiB leaves room for metadata (EXIF, ICC profiles)
+#: while a hostile file costs each decode worker at most this much memory.
+MAX_IMAGE_BYTES: int = 1 << 20
+# Deflate's best ratio is about 1032:1: headers claiming more than this lie.
+_MAX_DEFLATE_RATIO = 1100
+_READ_CHUNK = 1 << 16  # compressed bytes read per step while inflating an entry
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class _EntryError(Exception):
@@ -128,10 +160,11 @@ def read_folder(
         read, never modified.
     on_bad : {"raise", "skip", "report"}, default="raise"
         What to do with an entry that cannot be used (undecodable, not 48x48, unknown
-        emotion folder or split, outside the ``<top>/<emotion>/`` structure): raise
-        :class:`~ferclean.errors.BadInputError` naming the file and the entry, skip it, or
-        skip it and warn with :class:`~ferclean.errors.BadInputWarning`. Skipped entries
-        are listed in ``dropped`` of the result.
+        emotion folder or split, outside the ``<top>/<emotion>/`` structure, unreadable,
+        over :data:`MAX_IMAGE_BYTES` or claiming to be, not a regular file such as a FIFO):
+        raise :class:`~ferclean.errors.BadInputError` naming the file and the entry, skip
+        it, or skip it and warn with :class:`~ferclean.errors.BadInputWarning`. Skipped
+        entries are listed in ``dropped`` of the result, with the reason.
     workers : int, default=None
         Decoding processes. ``None`` uses every CPU this process may run on; ``1`` decodes
         in this process. Inputs of fewer than 2000 images are always decoded in-process,
@@ -142,15 +175,20 @@ def read_folder(
     Returns
     -------
     FaceDataset
-        Images in sorted path order. ``ids`` are the relative POSIX paths, ``rows`` the
-        positions among the sorted image entries, ``source`` is ``str(path)``.
+        Images in sorted path order. ``ids`` are the relative POSIX paths (zip names
+        normalised: ``\\``, a leading ``/`` or ``./`` and ``//`` are read as plain ``/``
+        paths), ``rows`` the positions among the sorted image entries, ``source`` is
+        ``str(path)``. A folder or zip holding only the top folders (``train/``,
+        ``test/``: what :func:`write_folder` writes for an empty dataset) gives an empty
+        dataset.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     BadInputError
-        If ``path`` is neither a folder nor a zip file, holds no images, or (with
+        If ``path`` is neither a folder nor a zip file, cannot be read or listed (e.g.
+        permission denied, on it or a subfolder), holds no images, or (with
         ``on_bad="raise"``) has a bad entry.
 
     Examples
@@ -171,20 +209,33 @@ def read_folder(
     n_workers = _check_workers(workers)
     source = str(path)
     root = Path(path)
-    if root.is_dir():
+    try:
+        mode = os.stat(root).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{source}: no such file or folder") from None
+    except OSError as exc:
+        raise BadInputError(source, None, f"cannot read: {_os_reason(exc)}") from None
+    if stat.S_ISDIR(mode):
         kind = "dir"
-        entries = _list_dir(root)
-    elif not root.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder")
+        entries, empty_layout = _list_dir(root)
+    elif not stat.S_ISREG(mode):  # opening a FIFO would wait for a writer
+        raise BadInputError(
+            source, None, f"not a folder or a zip file: it is {_file_kind(mode)}"
+        )
     else:
         kind = "zip"
         try:
             with zipfile.ZipFile(root) as zf:
-                entries = _list_zip(zf)
-        except (zipfile.BadZipFile, OSError) as exc:
+                entries, empty_layout = _list_zip(zf)
+        except zipfile.BadZipFile as exc:
             raise BadInputError(
                 source, None, f"not a folder or a readable zip file ({exc})"
             ) from None
+        except OSError as exc:
+            raise BadInputError(source, None, f"cannot read: {_os_reason(exc)}") from None
+    if not entries and empty_layout:
+        # What write_folder writes for an empty dataset: the top folders and nothing else.
+        return FaceDataset(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8), source=source)
     if not entries:
         raise BadInputError(
             source,
@@ -271,24 +322,51 @@ def _check_workers(workers: int | None) -> int:
 
 
 def _relative_parts(name: str) -> list[str]:
-    # Some Windows tools write backslashes into zip names; "." and "" parts carry nothing.
+    """The parts of a zip entry's or file's path, normalised: the one place that does it.
+
+    Some Windows tools write backslashes into zip names, others a leading ``/`` or ``./``
+    or doubled separators; "." and "" parts carry nothing. Every reader of a zip (the
+    folder reader, :func:`copy_files`) finds entries through :func:`_list_zip`, which
+    names them with this, so all commands agree on what a zip holds.
+    """
     return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def _is_hidden(parts: list[str]) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
 def _is_image(parts: list[str]) -> bool:
     if not parts or not parts[-1].lower().endswith(IMAGE_SUFFIXES):
         return False
-    return not any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    return not _is_hidden(parts)
 
 
-def _list_zip(zf: zipfile.ZipFile) -> list[tuple[str, tuple[int, ...]]]:
-    """Image entries as ``(relative path, zip key)`` in central-directory order."""
+def _is_empty_layout(folders: list[list[str]], n_other_files: int) -> bool:
+    """True for an image folder with no images because it holds no data at all: no file
+    but hidden ones, and a top folder (``train``, ``test``, ...) of the layout. That is
+    what :func:`write_folder` writes for an empty dataset; a README or images of another
+    type still make "no images found" an error."""
+    if n_other_files:
+        return False
+    return any(p.lower() in TOP_FOLDER_SPLITS for parts in folders for p in parts)
+
+
+def _list_zip(zf: zipfile.ZipFile) -> tuple[list[tuple[str, tuple[int, ...]]], bool]:
+    """Image entries as ``(relative path, zip key)`` in central-directory order, and
+    whether the zip is an empty image folder (:func:`_is_empty_layout`)."""
     entries = []
+    folders: list[list[str]] = []
+    n_other_files = 0
     for index, info in enumerate(zf.infolist()):
-        if info.is_dir():
-            continue
         parts = _relative_parts(info.filename)
-        if _is_image(parts):
+        if info.is_dir():
+            if not _is_hidden(parts):
+                folders.append(parts)
+            continue
+        if not _is_image(parts):
+            n_other_files += not _is_hidden(parts)
+        else:
             # The key lets a worker read the entry without parsing the central directory.
             key = (
                 index,
@@ -300,26 +378,53 @@ def _list_zip(zf: zipfile.ZipFile) -> list[tuple[str, tuple[int, ...]]]:
                 info.flag_bits,
             )
             entries.append(("/".join(parts), key))
-    return entries
+    return entries, _is_empty_layout(folders, n_other_files)
 
 
-def _list_dir(root: Path) -> list[tuple[str, str]]:
-    """Image files as ``(relative POSIX path, same)``, skipping hidden and macOS folders."""
+def _list_dir(root: Path) -> tuple[list[tuple[str, str]], bool]:
+    """Image files as ``(relative POSIX path, same)``, skipping hidden and macOS folders,
+    and whether the folder is an empty image folder (:func:`_is_empty_layout`).
+
+    Non-regular files (FIFOs, devices) are listed like files: reading them reports them.
+    """
     entries = []
-    # onerror: an unreadable subfolder must not silently shrink the dataset.
-    for folder, dirnames, filenames in os.walk(root, onerror=_raise):
+    folders: list[list[str]] = []
+    n_other_files = 0
+
+    def unreadable(exc: OSError) -> None:
+        # An unreadable subfolder must not silently shrink the dataset: one clear error.
+        where = Path(exc.filename or root)
+        try:
+            rel = where.relative_to(root).as_posix()
+        except ValueError:
+            rel = str(where)
+        location = None if rel == "." else f"folder {rel}"
+        raise BadInputError(str(root), location, f"cannot list: {_os_reason(exc)}")
+
+    for folder, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
         rel = Path(folder).relative_to(root).parts
+        folders.extend([*rel, d] for d in dirnames)
         for fname in filenames:
             parts = [*rel, fname]
             if _is_image(parts):
                 name = "/".join(parts)
                 entries.append((name, name))
-    return entries
+            else:
+                n_other_files += not _is_hidden(parts)
+    return entries, _is_empty_layout(folders, n_other_files)
 
 
-def _raise(exc: OSError) -> None:
-    raise exc
+def _os_reason(exc: OSError) -> str:
+    """An OS error as a short reason, without the path (messages name it once, up front)."""
+    return exc.strerror.lower() if exc.strerror else str(exc)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _parse_entry(name: str) -> tuple[int, int]:
@@ -349,68 +454,165 @@ def _parse_entry(name: str) -> tuple[int, int]:
 
 
 class _DirReader:
-    """Reads image files below a folder."""
+    """Reads image files below a folder, never more than :data:`MAX_IMAGE_BYTES` of one."""
+
+    # O_NONBLOCK: opening a FIFO must not wait for a writer (regular files ignore it).
+    _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
     def __init__(self, root: str) -> None:
-        self.root = Path(root)
+        self.root = root
 
     def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        fd = os.open(os.path.join(self.root, key), self._FLAGS)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _EntryError(f"not a regular file ({_file_kind(st.st_mode)}); not read")
+            if st.st_size > MAX_IMAGE_BYTES:
+                raise _EntryError(_too_big(st.st_size, "file"))
+            # The size only sizes the first read: a file that grows, or one that reports
+            # no size (/proc), is still cut at the cap.
+            parts, total, request = [], 0, st.st_size + 1
+            while total <= MAX_IMAGE_BYTES:
+                chunk = os.read(fd, request)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+                request = min(_READ_CHUNK, MAX_IMAGE_BYTES + 1 - total)
+        finally:
+            os.close(fd)
+        if total > MAX_IMAGE_BYTES:
+            raise _EntryError(f"file holds more than {MAX_IMAGE_BYTES:,} bytes, the limit for "
+                              f"a 48x48 image; stopped reading")
+        return b"".join(parts)
 
     def close(self) -> None:
         pass
+
+
+def _too_big(size: int, what: str) -> str:
+    return (f"{what} is {size:,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit for a 48x48 "
+            f"image; not read")
+
+
+class _Inflate:
+    """zlib's raw inflater with the ``needs_input``/``eof`` interface of bz2's and lzma's."""
+
+    def __init__(self) -> None:
+        self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._z.unconsumed_tail
+
+    @property
+    def eof(self) -> bool:
+        return self._z.eof
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        return self._z.decompress(self._z.unconsumed_tail + data, max_length)
+
+
+def _lzma_filter(props: bytes, limit: int) -> dict[str, int]:
+    """The raw LZMA1 filter of a zip entry's properties (5 bytes: lc/lp/pb, dictionary)."""
+    if len(props) != 5 or props[0] >= 9 * 5 * 5:
+        raise _EntryError("cannot read entry: corrupt LZMA properties")
+    lc, rest = props[0] % 9, props[0] // 9
+    dict_size = int.from_bytes(props[1:], "little")
+    # No more than limit + 1 bytes are ever decoded, so no match reaches further back: a
+    # larger dictionary (up to 4 GiB from a hostile header) would only cost memory.
+    return {"id": lzma.FILTER_LZMA1, "lc": lc, "lp": rest % 5, "pb": rest // 5,
+            "dict_size": min(dict_size, max(1 << 12, limit + 1))}
+
+
+def _read_entry_data(fp: Any, csize: int, method: int, limit: int) -> bytes:
+    """Read ``csize`` bytes of entry data at ``fp``'s position and inflate them, streaming:
+    at most ``limit + 1`` bytes come out, whatever the headers say."""
+    if method == zipfile.ZIP_STORED:
+        want = min(csize, limit + 1)
+        data = fp.read(want)
+        if len(data) != want:
+            raise _EntryError("cannot read entry: the zip file is truncated")
+        return data
+    left = csize
+    if method == zipfile.ZIP_DEFLATED:
+        inflater: Any = _Inflate()
+    elif method == zipfile.ZIP_BZIP2:
+        inflater = bz2.BZ2Decompressor()
+    elif method == zipfile.ZIP_LZMA:
+        # zip's LZMA header: version (2 bytes), properties size (2), properties
+        head = fp.read(4)
+        if len(head) != 4 or left < 4:
+            raise _EntryError("cannot read entry: the zip file is truncated")
+        props = fp.read(struct.unpack("<H", head[2:])[0])
+        left -= 4 + len(props)
+        inflater = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[_lzma_filter(props, limit)])
+    else:
+        raise _EntryError(f"cannot read entry: compression method {method} is not supported "
+                          f"(stored, deflate, bzip2 and lzma are)")
+    parts: list[bytes] = []
+    total = 0
+    while total <= limit and not inflater.eof:
+        if inflater.needs_input:
+            if left <= 0:
+                break
+            chunk = fp.read(min(left, _READ_CHUNK))
+            if not chunk:
+                raise _EntryError("cannot read entry: the zip file is truncated")
+            left -= len(chunk)
+        else:
+            chunk = b""
+        out = inflater.decompress(chunk, limit + 1 - total)
+        parts.append(out)
+        total += len(out)
+    return b"".join(parts)
 
 
 class _ZipReader:
     """Reads zip entries from their local headers, given keys made by :func:`_list_zip`.
 
     Parsing a 36k-entry central directory takes ~0.25 s of pure Python, so workers skip it:
-    the parent already knows every entry's offset, sizes, method and CRC. Methods other
-    than stored and deflated fall back to :mod:`zipfile`.
+    the parent already knows every entry's offset, sizes, method and CRC. Entries are
+    refused from their declared sizes (over :data:`MAX_IMAGE_BYTES`, or a compression
+    ratio deflate cannot reach) before a byte is inflated, and inflated in chunks that stop
+    past the declared size: a zip bomb costs no more memory than an image.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.fp = open(path, "rb")  # closed by close()
-        self._zf: zipfile.ZipFile | None = None
 
     def read(self, key: tuple[int, ...]) -> bytes:
-        index, offset, csize, usize, method, crc, flags = key
+        _, offset, csize, usize, method, crc, flags = key
         if flags & 0x1:
             raise _EntryError("cannot read entry: it is encrypted")
-        if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            return self._fallback(index)
+        if usize > MAX_IMAGE_BYTES:
+            raise _EntryError(_too_big(usize, "entry (uncompressed, as its header says)"))
+        if method == zipfile.ZIP_DEFLATED and usize > _MAX_DEFLATE_RATIO * csize:
+            raise _EntryError(
+                f"entry claims a compression ratio of {usize / max(csize, 1):,.0f}:1 "
+                f"({csize:,} bytes to {usize:,}), more than deflate can reach: corrupt or "
+                f"hostile; not read")
         self.fp.seek(offset)
         header = self.fp.read(_LOCAL_HEADER.size)
         if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise _EntryError("cannot read entry: bad local file header (corrupt zip)")
         _, name_len, extra_len = _LOCAL_HEADER.unpack(header)
         self.fp.seek(offset + _LOCAL_HEADER.size + name_len + extra_len)
-        data = self.fp.read(csize)
-        if len(data) != csize:
-            raise _EntryError("cannot read entry: the zip file is truncated")
-        if method == zipfile.ZIP_DEFLATED:
-            try:
-                # Bounded: a corrupt or hostile entry cannot inflate past its stated size.
-                data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, usize + 1)
-            except zlib.error as exc:
-                raise _EntryError(f"cannot read entry: corrupt compressed data ({exc})") from None
+        try:
+            data = _read_entry_data(self.fp, csize, method, usize)
+        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
+            raise _EntryError(f"cannot read entry: corrupt compressed data ({exc})") from None
+        if len(data) > usize:
+            raise _EntryError(f"entry holds more data than the {usize:,} bytes its header "
+                              f"declares: corrupt or hostile; stopped reading")
         if len(data) != usize or zlib.crc32(data) != crc:
             raise _EntryError("cannot read entry: CRC or size mismatch (corrupt zip)")
         return data
 
-    def _fallback(self, index: int) -> bytes:
-        if self._zf is None:
-            self._zf = zipfile.ZipFile(self.path)
-        try:
-            return self._zf.read(self._zf.infolist()[index])
-        except (NotImplementedError, RuntimeError, zipfile.BadZipFile, OSError) as exc:
-            raise _EntryError(f"cannot read entry: {exc}") from None
-
     def close(self) -> None:
         self.fp.close()
-        if self._zf is not None:
-            self._zf.close()
 
 
 def _open_reader(kind: str, path: str) -> _DirReader | _ZipReader:
@@ -449,7 +651,7 @@ def _decode_entries(
             try:
                 data = reader.read(key)
             except OSError as exc:
-                raise _EntryError(f"cannot read entry: {exc}") from None
+                raise _EntryError(f"cannot read entry: {_os_reason(exc)}") from None
             out[i] = _decode_image(data)
         except _EntryError as exc:
             problems.append((i, str(exc)))
@@ -484,8 +686,11 @@ def _use_pool(n_items: int, n_workers: int) -> bool:
     return n_workers > 1 and n_items >= _MIN_PARALLEL and not mp.current_process().daemon
 
 
-def _pool(n_workers: int, **kwargs: Any) -> Executor:
-    """A process pool; fork (no re-imports, ~20 ms) when it is safe, else forkserver/spawn."""
+def _pool(
+    n_workers: int, initializer: Any = None, initargs: tuple[Any, ...] = ()
+) -> Executor:
+    """A process pool whose workers die with this process (:func:`_start_worker`); fork
+    (no re-imports, ~20 ms) when it is safe, else forkserver/spawn."""
     methods = mp.get_all_start_methods()
     # Forking a process that runs other threads can deadlock the child.
     # Python threads show in active_count(); native thread pools (JAX/XLA, once imported)
@@ -495,7 +700,55 @@ def _pool(n_workers: int, **kwargs: Any) -> Executor:
         method = "fork"
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
-    return ProcessPoolExecutor(n_workers, mp_context=mp.get_context(method), **kwargs)
+    return ProcessPoolExecutor(
+        n_workers,
+        mp_context=mp.get_context(method),
+        initializer=_start_worker,
+        initargs=(os.getpid(), initializer, initargs),
+    )
+
+
+def _start_worker(parent_pid: int, initializer: Any, initargs: tuple[Any, ...]) -> None:
+    """First thing in every pool worker: die with the parent, then its own initializer.
+
+    A killed parent (SIGKILL, a crash, the OOM killer) runs no cleanup, and an idle worker
+    waits on its task queue forever: with fork the workers hold the queue's write end
+    themselves, so they never see it close. On Linux the kernel sends SIGKILL when the
+    parent goes (``PR_SET_PDEATHSIG``); everywhere a watchdog thread notices within half a
+    second that the worker was orphaned (its parent process changed, or the pool's owner
+    is gone: under forkserver the forkserver is the parent, and it exits with the owner).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc to call: the watchdog still works
+            pass
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid, os.getppid()), daemon=True,
+        name="ferclean-parent-watchdog",
+    ).start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _watch_parent(parent_pid: int, ppid: int) -> None:
+    while True:
+        if os.getppid() != ppid or not _pid_alive(parent_pid):
+            os._exit(1)  # no cleanup to run: the results have no one to go to
+        time.sleep(0.5)
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would send CTRL_C_EVENT
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else: not ours, but alive
+        return True
+    return True
 
 
 def _decode_all(
@@ -578,7 +831,9 @@ def write_folder(
     quality : int, default=95
         JPEG quality, 1..100 (ignored for PNG).
     overwrite : bool, default=False
-        Replace an existing ``path``; otherwise :class:`FileExistsError`.
+        Replace an existing ``path`` (a folder only if ferclean wrote it); otherwise
+        :class:`FileExistsError`. ``path`` is never the folder or zip ``ds`` was read
+        from, nor inside it (see :mod:`ferclean._outputs`).
     progress : bool, default=False
         Show a progress bar on stderr.
     workers : int, default=None
@@ -597,6 +852,9 @@ def write_folder(
         is invalid.
     FileExistsError
         If ``path`` exists and ``overwrite`` is false.
+    ferclean._outputs.OutputError
+        If ``path`` is ``ds``'s source or lies inside it, is a non-empty folder ferclean
+        did not write, or the disk fills up.
 
     Examples
     --------
@@ -622,8 +880,10 @@ def write_folder(
         raise ValueError(f"quality must be an integer in 1..100; got {quality!r}")
     n_workers = _check_workers(workers)
     target = Path(path)
-    if target.exists() and not overwrite:  # before any warning or work
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    is_zip = target.name.lower().endswith(".zip")
+    inputs = dataset_inputs(ds)
+    # before any warning or work
+    check_output(target, folder=not is_zip, inputs=inputs, overwrite=overwrite)
     names = _output_names(ds, ext)
     if pil_format == "JPEG":
         warnings.warn(
@@ -641,16 +901,19 @@ def write_folder(
     options = (pil_format, int(quality))
 
     with Progress(len(names), f"write {target.name}", enabled=progress) as bar:
-        if target.name.lower().endswith(".zip"):
-            with atomic_file(target, overwrite=overwrite) as tmp:
+        if is_zip:
+            with output_file(target, inputs=inputs, overwrite=overwrite) as tmp:
                 # ZIP_STORED: JPEG and PNG data are already compressed.
                 with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
                     for name, blob in _encode_all(pixels, names, options, n_workers, bar):
                         zf.writestr(_zip_info(name), blob)
+                    _write_empty_layout(zf, None, len(names))
         else:
-            with atomic_dir(target, overwrite=overwrite) as tmp:
+            with output_dir(target, what="image folder", inputs=inputs,
+                            overwrite=overwrite) as tmp:
                 for subdir in sorted({name.rsplit("/", 1)[0] for name in names}):
                     (tmp / subdir).mkdir(parents=True, exist_ok=True)
+                _write_empty_layout(None, tmp, len(names))
                 # This process creates the files while the workers encode: file creation
                 # does not get faster in parallel (measured on ext4: 2 writers, same time,
                 # twice the CPU), so only encoding is spread over processes.
@@ -694,6 +957,18 @@ def _output_names(ds: FaceDataset, ext: str) -> list[str]:
         seen[key] = i
         names.append(name)
     return names
+
+
+def _output_member(image_id: str) -> str:
+    """The relative path an image id is written to; OutputPathError if it would leave the
+    output (an absolute path, a drive, or a ``..`` part), naming the id."""
+    parts = [p for p in image_id.replace("\\", "/").split("/") if p not in ("", ".")]
+    if (image_id.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", image_id)
+            or ".." in parts or not parts):
+        raise OutputPathError(
+            f"image id {image_id!r} would be written outside the output folder (an "
+            "absolute path or a '..' part): give the images plain relative ids")
+    return "/".join(parts)
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:
@@ -759,7 +1034,9 @@ def copy_files(
     ------
     ValueError
         If the dataset was not read from a folder or zip, or an image's label or split no
-        longer matches its original path (then the file cannot be copied as is).
+        longer matches its original path (then the file cannot be copied as is), or
+        (:class:`~ferclean._outputs.OutputPathError`) an id would lead outside ``path``
+        (``..``, an absolute path).
 
     Examples
     --------
@@ -787,26 +1064,74 @@ def copy_files(
             raise ValueError(f"{name}: its label or split changed since it was read; write "
                              f"it with write_folder instead")
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    is_zip = target.name.lower().endswith(".zip")
+    inputs = dataset_inputs(ds)
+    check_output(target, folder=not is_zip, inputs=inputs, overwrite=overwrite)
+    # where each file goes: an id must not lead out of the output (``..``, ``/x``)
+    members = [_output_member(name) for name in names]
     order = sorted(range(len(names)), key=names.__getitem__)
-    zf_in = zipfile.ZipFile(source) if not source.is_dir() else None
+    # Entries are found as read_folder found them (by their normalised names, through
+    # _list_zip) and read through the same capped readers.
+    reader, keys = _source_keys(source, names)
     try:
         def blob(name: str) -> bytes:
-            return zf_in.read(name) if zf_in is not None else (source / name).read_bytes()
+            try:
+                return reader.read(keys[name])
+            except OSError as exc:
+                raise BadInputError(str(source), name, f"cannot read: {_os_reason(exc)}") from None
+            except _EntryError as exc:
+                raise BadInputError(str(source), name, str(exc)) from None
 
-        if target.name.lower().endswith(".zip"):
-            with atomic_file(target, overwrite=overwrite) as tmp:
+        if is_zip:
+            with output_file(target, inputs=inputs, overwrite=overwrite) as tmp:
                 with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
                     for i in order:
-                        zf.writestr(_zip_info(names[i]), blob(names[i]))
+                        zf.writestr(_zip_info(members[i]), blob(names[i]))
+                    _write_empty_layout(zf, None, len(names))
         else:
-            with atomic_dir(target, overwrite=overwrite) as tmp:
+            with output_dir(target, what="image folder", inputs=inputs,
+                            overwrite=overwrite) as tmp:
                 for i in order:
-                    out = tmp / names[i]
+                    out = tmp / members[i]
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(blob(names[i]))
+                _write_empty_layout(None, tmp, len(names))
     finally:
-        if zf_in is not None:
-            zf_in.close()
+        reader.close()
     return target
+
+
+def _source_keys(
+    source: Path, names: list[str]
+) -> tuple[_DirReader | _ZipReader, dict[str, Any]]:
+    """A reader of the folder or zip a dataset was read from, and the key of every image id."""
+    if source.is_dir():
+        return _DirReader(str(source)), {name: name for name in names}
+    with zipfile.ZipFile(source) as zf:
+        listed, _ = _list_zip(zf)
+    keys: dict[str, Any] = {}
+    for name, key in listed:
+        keys.setdefault(name, key)  # a name held twice: read_folder kept the first
+    missing = [name for name in names if name not in keys]
+    if missing:
+        raise ValueError(f"{source}: holds no entry {missing[0]!r} (the zip changed since "
+                         f"it was read?)")
+    return _ZipReader(str(source)), keys
+
+
+# An empty dataset is written as its top folders alone: read_folder reads that back as an
+# empty dataset, and still calls a folder with no images and no layout a wrong path.
+_EMPTY_LAYOUT = ("test", "train")
+
+
+def _write_empty_layout(zf: zipfile.ZipFile | None, folder: Path | None, n_images: int) -> None:
+    if n_images:
+        return
+    for top in _EMPTY_LAYOUT:
+        if zf is not None:
+            info = zipfile.ZipInfo(f"{top}/", date_time=_ZIP_DATE)
+            info.create_system = 3
+            info.external_attr = (0o40755 << 16) | 0x10  # a Unix folder, and MS-DOS's flag
+            zf.writestr(info, b"")
+        if folder is not None:
+            (folder / top).mkdir(exist_ok=True)

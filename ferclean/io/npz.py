@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ferclean._atomic import atomic_file
+from ferclean._outputs import dataset_inputs, output_file
 from ferclean.dataset import IMAGE_SIZE, FaceDataset
 from ferclean.errors import BadInputError
 
@@ -30,7 +31,8 @@ def write_npz(
     ----------
     ds : FaceDataset
     path : path-like
-        Output file (``.npz``); refused if it exists unless ``overwrite=True``.
+        Output file (``.npz``); refused if it exists unless ``overwrite=True``, and always
+        if it is the file ``ds`` was read from (see :mod:`ferclean._outputs`).
     compress : bool, default=False
         Deflate the arrays (smaller, slower).
     overwrite : bool, default=False
@@ -54,7 +56,7 @@ def write_npz(
         "meta": np.array(meta),
     }
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with atomic_file(path, overwrite=overwrite) as tmp:
+    with output_file(path, inputs=dataset_inputs(ds), overwrite=overwrite) as tmp:
         # Written entry by entry with a fixed timestamp (np.savez stamps the current time),
         # so the same data always gives the same bytes.
         with zipfile.ZipFile(tmp, "w", compression=method) as zf:
@@ -78,8 +80,14 @@ def read_npz(path: str | os.PathLike) -> FaceDataset:
     1
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BadInputError(str(path), None, f"cannot read: {_reason(exc)}") from None
+    if not stat.S_ISREG(mode):  # a folder, or a FIFO that would wait for a writer
+        raise BadInputError(str(path), None, "not a regular file, so not a .npz")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in _REQUIRED if k not in z.files]
@@ -91,7 +99,9 @@ def read_npz(path: str | os.PathLike) -> FaceDataset:
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         if isinstance(exc, BadInputError):
             raise
-        raise BadInputError(str(path), None, f"cannot read as .npz: {exc}") from exc
+        reason = f"cannot read: {_reason(exc)}" if type(exc) is PermissionError else (
+            f"cannot read as .npz: {exc}")
+        raise BadInputError(str(path), None, reason) from exc
     pixels = arrays["pixels"]
     if pixels.ndim != 3 or pixels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or pixels.dtype != np.uint8:
         raise BadInputError(
@@ -107,5 +117,10 @@ def read_npz(path: str | os.PathLike) -> FaceDataset:
             rows=arrays["rows"],
             source=str(path),
         )
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:  # e.g. bool or NaN labels: named, not coerced
         raise BadInputError(str(path), None, str(exc)) from exc
+
+
+def _reason(exc: OSError) -> str:
+    """An OS error without the path, which the message names once, up front."""
+    return exc.strerror.lower() if exc.strerror else str(exc)

@@ -121,6 +121,7 @@ def test_layout_of_written_folder(tmp_path: Path) -> None:
     out = write_folder(ds, tmp_path / "fer", image_format="png")
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
+        ".ferclean-output",  # the output guard's mark: ferclean wrote this folder
         "test/disgust/PublicTest_11.png",
         "test/neutral/PrivateTest_12.png",
         "train/happy/Training_10.png",
@@ -233,7 +234,10 @@ def test_write_rejects_bad_options(tmp_path: Path, kwargs: dict, match: str) -> 
 def test_write_empty_dataset(tmp_path: Path) -> None:
     empty = FaceDataset(np.zeros((0, 48, 48), np.uint8), labels=np.zeros(0, int))
     out = write_folder(empty, tmp_path / "fer", image_format="png")
-    assert out.is_dir() and not any(out.iterdir())
+    # The output guard's mark, and the top folders alone: read back as an empty dataset.
+    assert sorted(p.name for p in out.iterdir()) == [".ferclean-output", "test", "train"]
+    assert not any(p.is_file() for p in (out / "test").rglob("*"))
+    assert len(read_folder(out)) == 0
 
 
 # ---------------------------------------------------------------------- layout rules
@@ -314,7 +318,9 @@ def test_converts_colour_images_to_grey(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ds.pixels[2], np.asarray(rgb.convert("P").convert("L")))
 
 
-@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2])
+@pytest.mark.parametrize(
+    "compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
 def test_reads_compressed_zip_entries(tmp_path: Path, compression: int) -> None:
     files = good_files()
     ds = read_folder(put_zip(tmp_path / "in.zip", files, compression=compression))
