@@ -1,7 +1,7 @@
 """The findings table: the contract every auditor returns, ``findings.csv`` holds and
 :func:`read_findings` reads back.
 
-Long form, one row per (image, issue). Format version :data:`FINDINGS_VERSION` (2):
+Long form, one row per (image, issue). Format version :data:`FINDINGS_VERSION` (3):
 
 =========== ======= ==================================================================
 column      dtype   meaning
@@ -19,13 +19,25 @@ related_row int64   the row of the image this one is tied to (a near copy's clos
                     match, an exact copy's first image); ``-1`` if none
 score       float64 severity in [0, 1]: **higher is worse** (1 = certain, e.g. an exact
                     copy); rank findings by it, descending
+suggested_label
+            int64   the label the evidence points to (a label issue's likely label, a
+                    conflict group's majority); ``-1`` if none (no majority, or not a
+                    label finding)
+signal      str     what a label finding rests on: ``model`` (out-of-fold probabilities),
+                    ``copies`` (the vote of the image's duplicate group) or ``ferplus``
+                    (the FER+ annotators' majority); empty for other issues
+probabilities
+            str     the model's class probabilities for the image, seven numbers
+                    separated by spaces (:func:`finding_probabilities` parses them);
+                    empty where no model gave them
 detail      str     a human-readable reason, for people only: code reads the columns
                     above, never this text
 =========== ======= ==================================================================
 
 Group ids are numbered 0.. in order of each group's first row, so they are deterministic.
 Version 1 files (no ``kind`` and ``related_row`` columns) still read: ``kind`` is then
-recovered from the old ``detail`` wording, the only place version 1 kept it.
+recovered from the old ``detail`` wording, the only place version 1 kept it. Version 2
+files (no ``suggested_label``, ``signal`` and ``probabilities``) read with those empty.
 
 This module knows the table, not the auditors: which issue names exist, and how each is
 summarised, is the auditor registry's business (:mod:`ferclean.auditors`).
@@ -46,13 +58,20 @@ import pandas as pd
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 
 #: Version of the findings format that :func:`write_findings` writes.
-FINDINGS_VERSION = 2
+FINDINGS_VERSION = 3
 #: ``format`` tag of ``summary.json``.
 FINDINGS_FORMAT = "ferclean-findings"
 FINDINGS_FILE = "findings.csv"
 SUMMARY_FILE = "summary.json"
+#: What an audit folder holds (``figures/`` with ``ferclean audit --html``): recognises
+#: one written before the output marker.
+AUDIT_FILES = (FINDINGS_FILE, SUMMARY_FILE, "figures")
 
 COLUMNS: tuple[str, ...] = (
+    "row", "image_id", "split", "label", "issue", "group", "kind", "related_row", "score",
+    "suggested_label", "signal", "probabilities", "detail",
+)
+_V2_COLUMNS: tuple[str, ...] = (
     "row", "image_id", "split", "label", "issue", "group", "kind", "related_row", "score",
     "detail",
 )
@@ -62,8 +81,10 @@ _V1_COLUMNS: tuple[str, ...] = (
 _DTYPES = {
     "row": "int64", "image_id": object, "split": object, "label": "int64", "issue": object,
     "group": "int64", "kind": object, "related_row": "int64", "score": "float64",
-    "detail": object,
+    "suggested_label": "int64", "signal": object, "probabilities": object, "detail": object,
 }
+#: Values of the ``signal`` column ("" for findings that are not about a label).
+SIGNALS: tuple[str, ...] = ("model", "copies", "ferplus", "")
 #: Values of the ``kind`` column ("" for issues without groups).
 KINDS: tuple[str, ...] = ("exact", "near", "mirror", "")
 
@@ -77,11 +98,16 @@ def make_findings(
     group: Any = -1,
     kind: Any = "",
     related: Any = -1,
+    suggested: Any = -1,
+    signal: Any = "",
+    probabilities: Any = None,
     detail: Any = "",
 ) -> pd.DataFrame:
     """Build a findings table for images ``index`` of ``dataset`` (positions, not rows).
 
     ``related`` holds positions too (``-1`` for none); the table stores their rows.
+    ``probabilities``, when given, is an ``(len(index), n_classes)`` array (rows of NaN
+    where no model gave them), stored as text with 4 decimals.
 
     Examples
     --------
@@ -106,10 +132,42 @@ def make_findings(
             "kind": np.broadcast_to(np.asarray(kind, dtype=object), (n,)),
             "related_row": related_row.astype(np.int64),
             "score": np.broadcast_to(np.asarray(score, dtype=np.float64), (n,)),
+            "suggested_label": np.broadcast_to(np.asarray(suggested, dtype=np.int64), (n,)),
+            "signal": np.broadcast_to(np.asarray(signal, dtype=object), (n,)),
+            "probabilities": _format_probabilities(probabilities, n),
             "detail": np.broadcast_to(np.asarray(detail, dtype=object), (n,)),
         }
     )
     return validate_findings(frame)
+
+
+def _format_probabilities(probabilities: Any, n: int) -> np.ndarray:
+    if probabilities is None:
+        return np.full(n, "", dtype=object)
+    probs = np.asarray(probabilities, dtype=np.float64).reshape(n, -1)
+    text = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(np.isfinite(probs).all(axis=1)):  # one short string per finding
+        text[i] = " ".join(f"{p:.4f}" for p in probs[i])
+    return text
+
+
+def finding_probabilities(findings: pd.DataFrame, n_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """The ``probabilities`` column as an ``(n, n_classes)`` array, NaN where empty.
+
+    Examples
+    --------
+    >>> ds = FaceDataset(np.zeros((2, 48, 48), np.uint8), labels=[0, 1])
+    >>> p = np.array([[0.9, 0.1], [np.nan, np.nan]])
+    >>> f = make_findings(ds, [0, 1], "label_issue", signal="model", probabilities=p)
+    >>> finding_probabilities(f, 2).tolist()[0]
+    [0.9, 0.1]
+    """
+    out = np.full((len(findings), n_classes), np.nan)
+    for i, text in enumerate(findings["probabilities"].to_numpy()):
+        if text:
+            values = np.array(text.split(), dtype=np.float64)
+            out[i, : len(values)] = values
+    return out
 
 
 def empty_findings() -> pd.DataFrame:
@@ -131,7 +189,7 @@ def validate_findings(frame: pd.DataFrame, issues: Iterable[str] | None = None) 
     Examples
     --------
     >>> validate_findings(empty_findings()).shape
-    (0, 10)
+    (0, 13)
     >>> validate_findings(empty_findings().drop(columns="kind"))
     Traceback (most recent call last):
     ...
@@ -146,6 +204,10 @@ def validate_findings(frame: pd.DataFrame, issues: Iterable[str] | None = None) 
             bad = ~frame["issue"].isin(list(issues))
             if bad.any():
                 raise ValueError(f"unknown issue type(s): {sorted(set(frame['issue'][bad]))}")
+        bad_signal = ~frame["signal"].isin(SIGNALS)
+        if bad_signal.any():
+            raise ValueError(f"unknown signal(s) {sorted(set(frame['signal'][bad_signal]))}; "
+                             f"expected one of {', '.join(repr(k) for k in SIGNALS)}")
         bad_kind = ~frame["kind"].isin(KINDS)
         if bad_kind.any():
             raise ValueError(f"unknown kind(s) {sorted(set(frame['kind'][bad_kind]))}; "
@@ -163,7 +225,7 @@ def concat_findings(tables: Iterable[pd.DataFrame],
     Examples
     --------
     >>> concat_findings([empty_findings(), empty_findings()]).shape
-    (0, 10)
+    (0, 13)
     """
     tables = [t for t in tables if len(t)]
     if not tables:
@@ -209,11 +271,14 @@ def dataset_summary(dataset: FaceDataset) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- files
 def write_findings(findings: pd.DataFrame, summary: dict[str, Any],
-                   out: str | os.PathLike) -> Path:
-    """Write ``findings.csv`` and ``summary.json`` into folder ``out``, each atomically.
+                   out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``findings.csv`` and ``summary.json`` into folder ``out``, together.
 
     ``summary.json`` records the format and its version, which :func:`read_findings`
-    checks.
+    checks. Both files are written into a temporary folder that replaces ``out`` as a
+    unit, so the files of two audits never mix. ``out`` is never the audited dataset
+    (``summary["source"]``) nor inside it; an existing ``out`` is replaced only with
+    ``overwrite=True``, and only if ferclean wrote it (:mod:`ferclean._outputs`).
 
     Examples
     --------
@@ -221,20 +286,20 @@ def write_findings(findings: pd.DataFrame, summary: dict[str, Any],
     >>> ds = FaceDataset(np.zeros((2, 48, 48), np.uint8))
     >>> f = make_findings(ds, [0, 1], "exact_duplicate", group=0, kind="exact")
     >>> out = write_findings(f, {"issues": {}}, pathlib.Path(tempfile.mkdtemp()) / "audit")
-    >>> sorted(p.name for p in out.iterdir())
-    ['findings.csv', 'summary.json']
+    >>> sorted(p.name for p in out.iterdir())  # .ferclean-output: ferclean wrote it
+    ['.ferclean-output', 'findings.csv', 'summary.json']
     """
-    from ferclean._atomic import atomic_file
     from ferclean._json import dumps
+    from ferclean._outputs import output_dir, source_inputs
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     summary = {"format": FINDINGS_FORMAT, "version": FINDINGS_VERSION,
                **{k: v for k, v in summary.items() if k not in ("format", "version")}}
-    with atomic_file(out / FINDINGS_FILE) as tmp:
-        validate_findings(findings).to_csv(tmp, index=False)
-    with atomic_file(out / SUMMARY_FILE) as tmp:
-        tmp.write_text(dumps(summary))
+    source = summary.get("source")
+    with output_dir(out, what="ferclean audit", overwrite=overwrite, known=AUDIT_FILES,
+                    inputs=source_inputs(source)) as tmp:
+        validate_findings(findings).to_csv(tmp / FINDINGS_FILE, index=False)
+        (tmp / SUMMARY_FILE).write_text(dumps(summary))
     return out
 
 
@@ -258,7 +323,7 @@ def read_findings(path: str | os.PathLike) -> AuditResult:
     >>> out = write_findings(f, {"issues": {}}, pathlib.Path(tempfile.mkdtemp()))
     >>> back = read_findings(out)
     >>> back.findings.equals(f), back.summary["version"]
-    (True, 2)
+    (True, 3)
     """
     path = Path(path)
     folder = path.parent if path.name == FINDINGS_FILE else path
@@ -274,17 +339,18 @@ def read_findings(path: str | os.PathLike) -> AuditResult:
     if not isinstance(summary, dict) or "issues" not in summary:
         raise ValueError(f"{summary_path}: not a ferclean audit summary (no 'issues')")
     version = summary.get("version", 1)
-    if summary.get("format", FINDINGS_FORMAT) != FINDINGS_FORMAT or version not in (1, 2):
+    if summary.get("format", FINDINGS_FORMAT) != FINDINGS_FORMAT or version not in (1, 2, 3):
         raise ValueError(f"{summary_path}: format {summary.get('format')!r} version "
                          f"{version!r} is not one this ferclean reads ({FINDINGS_FORMAT} "
-                         f"1 or {FINDINGS_VERSION})")
+                         f"1 to {FINDINGS_VERSION})")
     try:
         frame = pd.read_csv(csv_path, dtype={"image_id": str, "split": str, "issue": str,
-                                             "kind": str, "detail": str},
+                                             "kind": str, "detail": str, "signal": str,
+                                             "probabilities": str},
                             keep_default_na=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{csv_path}: not a readable findings table: {exc}") from None
-    expected = COLUMNS if version == 2 else _V1_COLUMNS
+    expected = {1: _V1_COLUMNS, 2: _V2_COLUMNS, 3: COLUMNS}[version]
     summary = {**summary, "format": FINDINGS_FORMAT, "version": FINDINGS_VERSION}
     if frame.empty and not len(frame.columns):
         return AuditResult(empty_findings(), summary)
@@ -294,6 +360,8 @@ def read_findings(path: str | os.PathLike) -> AuditResult:
                          f"version {version}")
     if version == 1:
         frame = _upgrade_v1(frame)
+    if version < 3:  # no label columns yet: nothing suggested
+        frame = frame.assign(suggested_label=-1, signal="", probabilities="")
     try:
         frame = validate_findings(frame)
     except (ValueError, TypeError) as exc:
@@ -370,8 +438,9 @@ class AuditResult:
         """The findings of one issue type."""
         return self.findings[self.findings["issue"] == issue].reset_index(drop=True)
 
-    def save(self, out: str | os.PathLike) -> Path:
-        """Write ``findings.csv`` and ``summary.json`` into folder ``out``.
+    def save(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``findings.csv`` and ``summary.json`` into folder ``out`` (see
+        :func:`write_findings`; ``overwrite=True`` replaces an earlier audit there).
 
         Examples
         --------
@@ -383,4 +452,4 @@ class AuditResult:
         >>> read_findings(out).findings.equals(result.findings)
         True
         """
-        return write_findings(self.findings, self.summary, out)
+        return write_findings(self.findings, self.summary, out, overwrite=overwrite)

@@ -32,10 +32,10 @@ import pytest
 LAYERS: tuple[tuple[str, ...], ...] = (
     # 0; ``_version`` does not exist yet: the proposed home of ``__version__``, which
     # library modules now read from the package ``__init__`` (layer 9)
-    ("errors", "_atomic", "_json", "_progress", "_validation", "_figures", "_version",
-     "dataset"),
+    ("errors", "_outputs", "_atomic", "_json", "_progress", "_validation", "_figures",
+     "_version", "dataset"),
     ("io", "demo"),  # 1
-    ("similarity",),  # 2
+    ("similarity", "labels"),  # 2
     ("findings",),  # 3
     ("auditors",),  # 4
     ("cleaning", "protocol"),  # 5

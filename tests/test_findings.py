@@ -38,7 +38,7 @@ def test_version_1_files_still_read(tmp_path, audited):
 
 
 @pytest.mark.parametrize("summary, message", [
-    ({"format": "ferclean-findings", "version": 3, "issues": {}}, "version 3"),
+    ({"format": "ferclean-findings", "version": 4, "issues": {}}, "version 4"),
     ({"format": "something-else", "version": 2, "issues": {}}, "something-else"),
     ({"n_images": 3}, "not a ferclean audit summary"),
 ])

@@ -6,6 +6,7 @@ issue               auditor                             finds
 exact_duplicate     :class:`ExactDuplicateAuditor`      pixel-identical images
 near_duplicate      :class:`NearDuplicateAuditor`       edited copies (re-encoded, shifted, ...)
 label_conflict      :class:`LabelConflictAuditor`       duplicates under different labels
+label_issue         :class:`LabelIssueAuditor`          wrong labels (model, copies, FER+)
 cross_split_leak    :class:`CrossSplitLeakAuditor`      duplicates across splits
 outlier             :class:`OutlierAuditor`             non-faces; mean-pixel outliers
 class_imbalance     :class:`ClassImbalanceAuditor`      under-represented classes
@@ -30,6 +31,7 @@ from ferclean.auditors.duplicates import (
     LabelConflictAuditor,
 )
 from ferclean.auditors.imbalance import ClassImbalanceAuditor
+from ferclean.auditors.labels import LabelIssueAuditor
 from ferclean.auditors.near import NearDuplicateAuditor
 from ferclean.auditors.outliers import OutlierAuditor
 from ferclean.auditors.runner import Audit, audit, resolve_auditors
@@ -45,6 +47,7 @@ __all__ = [
     "CrossSplitLeakAuditor",
     "ExactDuplicateAuditor",
     "LabelConflictAuditor",
+    "LabelIssueAuditor",
     "NearDuplicateAuditor",
     "OutlierAuditor",
     "audit",

@@ -14,6 +14,8 @@ auditor. Shared intermediates are cached by what they depend on:
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -31,9 +33,43 @@ if TYPE_CHECKING:  # pragma: no cover
     from ferclean.auditors.base import Auditor
 
 
+def plain_param(value: Any) -> Any:
+    """A parameter as plain, short data: arrays and objects (probabilities, FER+ votes)
+    by a description, so ``summary.json`` records settings without copying data.
+
+    Examples
+    --------
+    >>> plain_param(np.zeros((3, 7)))
+    'array of shape (3, 7), sha256 e3c2af35d1df'
+    >>> plain_param(0.97)
+    0.97
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)) and all(
+            v is None or isinstance(v, (bool, int, float, str)) for v in value):
+        return list(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.ndarray):
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:12]
+        return f"array of shape {value.shape}, sha256 {digest}"
+    describe = getattr(value, "describe", None)
+    if callable(describe):
+        return describe()
+    return f"{type(value).__name__} object"
+
+
 def _params_key(auditor: Auditor) -> tuple[str, str]:
     params = auditor.get_params(deep=False)
-    return auditor.issue_name, repr(sorted(params.items()))
+    # plain_param: a long array's repr is cut with "...", so two arrays could share it;
+    # other objects are told apart by identity
+    def key(value: Any) -> Any:
+        plain = plain_param(value)
+        return plain if isinstance(value, (type(None), bool, int, float, str, list, tuple,
+                                           np.ndarray)) else (plain, id(value))
+
+    return auditor.issue_name, repr(sorted((k, key(v)) for k, v in params.items()))
 
 
 class AuditContext:
@@ -147,3 +183,16 @@ class AuditContext:
         if key not in self._results:
             self.run(auditor)
         return self._results[key][0]
+
+    def dependency_findings(self, name: str) -> pd.DataFrame:
+        """The findings of :meth:`dependency` ``name`` (a copy).
+
+        Examples
+        --------
+        >>> from ferclean.demo import demo_dataset
+        >>> ctx = AuditContext(demo_dataset(n_faces=300))
+        >>> set(ctx.dependency_findings("exact_duplicate").issue)
+        {'exact_duplicate'}
+        """
+        fitted = self.dependency(name)
+        return self._results[_params_key(fitted)][1].copy()

@@ -167,6 +167,10 @@ class _GroupPropertyAuditor(Auditor):
     def _describe(self, dataset: FaceDataset, members: np.ndarray) -> str:
         raise NotImplementedError
 
+    def _suggest(self, dataset: FaceDataset, members: np.ndarray) -> int:
+        """The label a group's members should carry; -1 for none (not a label issue)."""
+        return -1
+
     def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
         kind = _check_kind(self.duplicates)
         flagged_groups: list[tuple[str, np.ndarray]] = []
@@ -184,7 +188,7 @@ class _GroupPropertyAuditor(Auditor):
         self.groups_ = flagged_groups
         near = context.dependency("near_duplicate") if kind != "exact" else None
         exact_related = context.exact_groups.related()
-        index, group, score, gkind, related, detail = [], [], [], [], [], []
+        index, group, score, gkind, related, detail, suggested = [], [], [], [], [], [], []
         for g, (source, members) in enumerate(flagged_groups):
             if source == "near":
                 # each image's similarity to its closest copy in the group (1 if exact)
@@ -203,10 +207,14 @@ class _GroupPropertyAuditor(Auditor):
             gkind.extend([link] * len(members))
             related.extend(np.asarray(rel).tolist())
             detail.extend([text] * len(members))
+            suggested.extend([self._suggest(dataset, members)] * len(members))
         if not index:
             return empty_findings()
         return make_findings(dataset, index, self.issue_name, group=group, score=score,
-                             kind=gkind, related=related, detail=detail)
+                             kind=gkind, related=related, suggested=suggested,
+                             signal=self._signal, detail=detail)
+
+    _signal: ClassVar[str] = ""
 
 
 @register
@@ -216,7 +224,9 @@ class LabelConflictAuditor(_GroupPropertyAuditor):
     The same picture under two emotions cannot be right twice; at least one label is
     noise. The ``detail`` says whether the group is exact or near and gives its label
     multiset; ``score`` is 1 for an exact group; in a near group each image's similarity
-    to its closest copy (1 for an identical one).
+    to its closest copy (1 for an identical one). ``suggested_label`` is the group's
+    majority label (``-1`` on a tie), which a ``relabel`` rule can apply; ``signal`` is
+    ``copies``.
 
     Parameters
     ----------
@@ -247,6 +257,7 @@ class LabelConflictAuditor(_GroupPropertyAuditor):
     """
 
     issue_name: ClassVar[str] = "label_conflict"
+    suggests_labels: ClassVar[bool] = True  # findings carry suggested_label: relabel applies
     order: ClassVar[int] = 30
     title: ClassVar[str] = "Label conflicts"
     description: ClassVar[str] = (
@@ -258,6 +269,15 @@ class LabelConflictAuditor(_GroupPropertyAuditor):
 
     def _describe(self, dataset: FaceDataset, members: np.ndarray) -> str:
         return "labels " + _label_multiset(dataset.labels[members])
+
+    _signal: ClassVar[str] = "copies"
+
+    def _suggest(self, dataset: FaceDataset, members: np.ndarray) -> int:
+        """The group's majority label (``suggested_label``); -1 on a tie."""
+        labels = dataset.labels[members]
+        counts = np.bincount(labels[labels >= 0], minlength=len(EMOTIONS))
+        top = counts.max()
+        return int(counts.argmax()) if (counts == top).sum() == 1 else -1
 
 
 @register

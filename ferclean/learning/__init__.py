@@ -13,6 +13,7 @@ JAX, Flax and Optax (the ``bench`` extra) are imported only when a model is buil
 trained, so importing this package stays light. Import public names from here.
 """
 
+from ferclean.learning.crossval import CrossvalResult, crossval, read_crossval
 from ferclean.learning.evaluation import EvaluationResult, evaluate
 from ferclean.learning.metrics import (
     classification_metrics,
@@ -59,11 +60,13 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainedModel",
+    "CrossvalResult",
     "classification_metrics",
     "classification_report",
     "confusion_matrix",
     "create_train_state",
     "cross_entropy",
+    "crossval",
     "embed",
     "eval_step",
     "evaluate",
@@ -75,6 +78,7 @@ __all__ = [
     "predict",
     "predict_logits",
     "predict_proba",
+    "read_crossval",
     "saliency",
     "save_checkpoint",
     "train",

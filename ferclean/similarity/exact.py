@@ -152,6 +152,37 @@ def group_ids_from_labels(labels: np.ndarray) -> np.ndarray:
     return rank[inverse]
 
 
+def merge_groups(*groupings: DuplicateGroups, kind: str = "copies") -> DuplicateGroups:
+    """Join groupings of the same images: two images share a group if any grouping ties
+    them, directly or through others (connected components).
+
+    Examples
+    --------
+    >>> a = DuplicateGroups(np.array([0, 0, -1, -1, -1]), "exact")
+    >>> b = DuplicateGroups(np.array([-1, 0, 0, -1, -1]), "near")
+    >>> merge_groups(a, b).group_of.tolist()
+    [0, 0, 0, -1, -1]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not groupings:
+        raise ValueError("merge_groups needs at least one grouping")
+    n = len(groupings[0].group_of)
+    heads, tails = [], []
+    for groups in groupings:
+        if len(groups.group_of) != n:
+            raise ValueError("groupings to merge must cover the same images")
+        members = np.flatnonzero(groups.group_of >= 0)
+        first = groups.first_positions()  # each group's first image
+        heads.append(members)
+        tails.append(first[groups.group_of[members]])
+    head, tail = np.concatenate(heads), np.concatenate(tails)
+    graph = coo_matrix((np.ones(len(head), np.int8), (head, tail)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    return DuplicateGroups(group_ids_from_labels(component), kind)
+
+
 def exact_groups(pixels: np.ndarray, hashes: np.ndarray | None = None) -> DuplicateGroups:
     """Group pixel-identical images.
 
