@@ -179,7 +179,8 @@ def _variation_audit(ds: FaceDataset) -> Any:
     from ferclean.cleaning import CleaningPlan
 
     plans = [CleaningPlan.preset(plan) for plan in VARIATIONS.values()]
-    needed = {issue for plan in plans for issue in plan.issues}
+    # label issues need out-of-fold probabilities: their own audit (_label_audit)
+    needed = {issue for plan in plans for issue in plan.issues} - {"label_issue"}
     params: dict[str, dict[str, Any]] = {}
     for plan in plans:
         for issue, values in plan.requires.items():
@@ -187,9 +188,27 @@ def _variation_audit(ds: FaceDataset) -> Any:
     return audit(ds, only=sorted(needed), params=params)
 
 
+#: Out-of-fold settings of the label-issue variations per profile: the CPU default model,
+#: smaller for the smoke profile (seconds, not minutes).
+CROSSVAL_PARAMS: dict[str, dict[str, Any]] = {"smoke": {"n_filters": 16, "n_patches": 5000}}
+
+
+def _label_audit(ds: FaceDataset, profile_name: str) -> Any:
+    """The label-issue audit of ``ds`` (Training only): out-of-fold probabilities from
+    five folds inside it, every group of copies in one fold, then the copies' vote."""
+    from ferclean.auditors import audit
+    from ferclean.learning.crossval import crossval
+
+    probs = crossval(ds, folds=5, seed=0, splits=("Training",),
+                     params=CROSSVAL_PARAMS.get(profile_name))
+    return audit(ds, only=["label_issue"], params={"label_issue": {"pred_probs": probs}})
+
+
 def _cleaned(ds: FaceDataset, variation: str, role: str,
-             cached: Callable[[tuple, Callable[[], Any]], Any]) -> tuple[FaceDataset, int]:
-    """``ds`` cleaned by the variation's plan, and how many images that removed.
+             cached: Callable[[tuple, Callable[[], Any]], Any],
+             profile_name: str = "full") -> tuple[FaceDataset, int]:
+    """``ds`` cleaned by the variation's plan, and how many images that removed (or, for
+    ``relabel``, relabeled).
 
     The suite's one call into :mod:`ferclean.cleaning`. ``role`` names what ``ds`` is
     (``"all"``, ``"training"``, ``"merged"``): its audit is made once and cached.
@@ -199,9 +218,15 @@ def _cleaned(ds: FaceDataset, variation: str, role: str,
     plan = CleaningPlan.preset(VARIATIONS[variation])
     if not plan.issues:
         return ds, 0
-    found = cached(("audit", role), lambda: _variation_audit(ds))
-    cleaned, manifest = clean(ds, plan, found)
-    return cleaned, len(manifest.removed)
+    if "label_issue" in plan.issues:
+        if role != "training":
+            raise ValueError(f"variation {variation!r} finds label issues on Training only "
+                             f"(honest protocol); not on the {role!r} data")
+        found = cached(("label_audit", role), lambda: _label_audit(ds, profile_name))
+    else:
+        found = cached(("audit", role), lambda: _variation_audit(ds))
+    result = clean(ds, plan, found)
+    return result.cleaned, len(result.manifest.removed) + len(result.manifest.relabeled)
 
 
 def _prepare_honest(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
@@ -213,7 +238,8 @@ def _prepare_honest(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
             # strict looks at test images only to remove their copies from Training
             cleaned, removed = _cleaned(ds, cell.variation, "all", cached)
             return cleaned.split("Training"), removed
-        return _cleaned(ds.split("Training"), cell.variation, "training", cached)
+        return _cleaned(ds.split("Training"), cell.variation, "training", cached,
+                        profile.name)
 
     train, removed = cached(("honest", cell.variation), cleaned_training)
     train = _stratified_subset(train, profile.train_subset, seed)

@@ -20,6 +20,8 @@ __all__ = ["PROFILES", "PROTOCOLS", "REPLICA_LABEL", "SAMPLINGS", "VARIATIONS", 
 VARIATIONS: dict[str, str] = {
     "A": "raw", "B": "dedup", "C": "no-conflicts", "D": "no-outliers", "C+D": "seed-final",
     "strict": "strict",
+    # label issues found on Training only, out-of-fold probabilities from folds inside it
+    "no-label-issues": "no-label-issues", "relabel": "relabel",
 }
 SAMPLINGS: tuple[str, ...] = ("none", "ros", "smote", "class_weights")
 PROTOCOLS: tuple[str, ...] = ("honest", "seed-replica")

@@ -17,17 +17,35 @@ import numpy as np
 import pandas as pd
 
 from ferclean._validation import check_dataset
-from ferclean.cleaning.manifest import _REMOVED_COLUMNS, Manifest, _ranges, pixel_sha256
-from ferclean.cleaning.plan import CleaningPlan
-from ferclean.dataset import FaceDataset
+from ferclean.cleaning.manifest import (
+    _RELABELED_COLUMNS,
+    _REMOVED_COLUMNS,
+    Manifest,
+    _ranges,
+    pixel_sha256,
+)
+from ferclean.cleaning.plan import CleaningPlan, Rule
+from ferclean.dataset import EMOTIONS, FaceDataset
 from ferclean.findings import AuditResult, empty_findings, validate_findings
 
-__all__ = ["CleanResult", "audit_and_clean", "clean", "select_removals"]
+__all__ = ["RELABEL_OUTCOMES", "CleanResult", "audit_and_clean", "clean", "select_relabels",
+           "select_removals"]
+
+#: What became of an image a relabel rule considered (``select_relabels``' ``outcome``):
+#: relabeled; kept its label because no finding suggested one, or because the suggestion
+#: is its label already; or removed by a removal rule, which wins over relabeling.
+RELABEL_OUTCOMES: tuple[str, ...] = ("relabeled", "no_suggestion", "same_label", "removed")
+#: Which of one rule's findings decides an image's label, strongest evidence first: the
+#: FER+ annotators' majority, the copies' vote, the model (then the higher score).
+_SIGNAL_PRIORITY = {"ferplus": 0, "copies": 1, "model": 2, "": 3}
 
 
 def select_removals(dataset: FaceDataset, plan: CleaningPlan,
                     findings: pd.DataFrame) -> pd.DataFrame:
     """Which images a plan removes, and why: one row per (image, rule) that removes it.
+
+    Only the removing rules count (``relabel`` rules keep their images: see
+    :func:`select_relabels`).
 
     Returns
     -------
@@ -46,11 +64,8 @@ def select_removals(dataset: FaceDataset, plan: CleaningPlan,
     """
     position_of = _position_lookup(dataset)
     parts = []
-    for rule in plan.rules:
-        selected = findings["issue"] == rule.issue
-        if rule.kinds is not None:
-            selected &= findings["kind"].isin(rule.kinds)
-        flagged = findings[selected]
+    for rule in plan.removal_rules:
+        flagged = _flagged(rule, findings)
         if flagged.empty:
             continue
         flagged = flagged.assign(position=position_of(flagged["row"].to_numpy()))
@@ -79,6 +94,120 @@ def select_removals(dataset: FaceDataset, plan: CleaningPlan,
         return pd.DataFrame({"position": pd.Series(dtype="int64"), "issue": pd.Series(
             dtype=object), "group": pd.Series(dtype="int64"), "reason": pd.Series(dtype=object)})
     return pd.concat(parts, ignore_index=True).drop_duplicates(["position", "issue"])
+
+
+def _flagged(rule: Rule, findings: pd.DataFrame) -> pd.DataFrame:
+    """The findings a rule acts on: its issue, narrowed by ``kinds`` and ``signals``."""
+    selected = findings["issue"] == rule.issue
+    if rule.kinds is not None:
+        selected &= findings["kind"].isin(rule.kinds)
+    if rule.signals is not None:
+        selected &= findings["signal"].isin(rule.signals)
+    return findings[selected]
+
+
+def select_relabels(dataset: FaceDataset, plan: CleaningPlan,
+                    findings: pd.DataFrame) -> pd.DataFrame:
+    """What a plan's ``relabel`` rules do: one row per image they consider.
+
+    A relabel rule considers the findings of its issue (narrowed by ``kinds``,
+    ``signals`` and ``threshold``) on images of its splits (``Training`` unless it names
+    others). An image's new label is decided by
+
+    1. removal first: an image any removing rule of the plan removes is not relabeled
+       (outcome ``removed``; the manifest keeps its label with the removed images);
+    2. then the first relabel rule in the plan that suggests a label for it (findings
+       with ``suggested_label == -1`` suggest nothing);
+    3. within that rule, the finding with the strongest signal (``ferplus``, then
+       ``copies``, then ``model``), then the highest score, then the lowest group and
+       suggested label, so the choice never depends on the findings' order.
+
+    Images whose findings suggest nothing keep their label (``no_suggestion``), as do
+    those whose suggestion is their label already (``same_label``).
+
+    Returns
+    -------
+    DataFrame
+        ``position`` (index into ``dataset``), ``row``, ``image_id``, ``split``,
+        ``old_label``, ``new_label`` (``-1`` without a suggestion), ``issue``, ``signal``
+        and ``score`` of the deciding finding, ``outcome`` (one of
+        :data:`RELABEL_OUTCOMES`), ``disputed`` (the considered findings suggested more
+        than one label) and ``reason``; sorted by position.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ferclean.findings import make_findings
+    >>> ds = FaceDataset(np.zeros((3, 48, 48), np.uint8), labels=[0, 0, 3],
+    ...                  splits=["Training", "Training", "PublicTest"])
+    >>> found = make_findings(ds, [0, 1, 2], "label_conflict", group=0, kind="exact",
+    ...                       suggested=[3, -1, 0], signal="copies")
+    >>> plan = CleaningPlan("fix", (Rule("label_conflict", "relabel"),))
+    >>> select_relabels(ds, plan, found)[["row", "new_label", "outcome"]].values.tolist()
+    [[0, 3, 'relabeled'], [1, -1, 'no_suggestion']]
+    """
+    position_of = _position_lookup(dataset)
+    removed = select_removals(dataset, plan, findings)["position"].to_numpy(np.int64)
+    return _relabels(dataset, plan, findings, position_of, removed)
+
+
+def _relabels(dataset: FaceDataset, plan: CleaningPlan, findings: pd.DataFrame,
+              position_of, removed: np.ndarray) -> pd.DataFrame:
+    rules = plan.relabel_rules
+    parts = []
+    for order, rule in enumerate(rules):
+        flagged = _flagged(rule, findings)
+        flagged = flagged[flagged["split"].isin(rule.scope)]
+        if rule.threshold is not None:
+            flagged = flagged[flagged["score"] >= float(rule.threshold)]
+        if len(flagged):
+            parts.append(flagged.assign(_rule=order))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _RELABEL_DTYPES.items()})
+    found = pd.concat(parts, ignore_index=True)
+    suggested = found["suggested_label"].to_numpy(np.int64)
+    bad = (suggested < -1) | (suggested >= len(EMOTIONS))
+    if bad.any():
+        first = found.iloc[int(np.flatnonzero(bad)[0])]
+        raise ValueError(f"findings: row {first['row']} ({first['issue']}) suggests label "
+                         f"{first['suggested_label']}; a suggested label is -1 (none) or "
+                         f"0..{len(EMOTIONS) - 1}")
+    found = found.assign(position=position_of(found["row"].to_numpy()), _none=suggested < 0,
+                         _signal=found["signal"].map(_SIGNAL_PRIORITY).to_numpy(np.int64))
+    decided = (found.sort_values(["position", "_none", "_rule", "_signal", "score", "group",
+                                  "suggested_label"],
+                                 ascending=[True, True, True, True, False, True, True],
+                                 kind="stable")
+               .drop_duplicates("position", keep="first"))
+    position = decided["position"].to_numpy(np.int64)
+    labels_suggested = found[~found["_none"]].groupby("position")["suggested_label"].nunique()
+    old = dataset.labels[position].astype(np.int64)
+    new = decided["suggested_label"].to_numpy(np.int64)
+    outcome = np.select([np.isin(position, removed), new < 0, new == old],
+                        ["removed", "no_suggestion", "same_label"], "relabeled")
+    signal = decided["signal"].to_numpy(object)
+    reason = [rules[r].describe() + (f" ({s} signal)" if s else "")
+              for r, s in zip(decided["_rule"].tolist(), signal, strict=True)]
+    return pd.DataFrame({
+        "position": position,
+        "row": dataset.rows[position],
+        "image_id": dataset.ids[position].astype(object),
+        "split": dataset.split_names[position],
+        "old_label": old,
+        "new_label": new,
+        "issue": decided["issue"].to_numpy(object),
+        "signal": signal,
+        "score": decided["score"].to_numpy(np.float64),
+        "outcome": outcome.astype(object),
+        "disputed": decided["position"].map(labels_suggested).fillna(0).to_numpy() > 1,
+        "reason": np.asarray(reason, dtype=object),
+    }).astype(_RELABEL_DTYPES).reset_index(drop=True)
+
+
+_RELABEL_DTYPES = {"position": "int64", "row": "int64", "image_id": object, "split": object,
+                   "old_label": "int64", "new_label": "int64", "issue": object,
+                   "signal": object, "score": "float64", "outcome": object, "disputed": bool,
+                   "reason": object}
 
 
 def _position_lookup(dataset: FaceDataset):
@@ -147,7 +276,8 @@ class CleanResult:
 
     Unpacks as ``cleaned, manifest = clean(...)``. :meth:`save` writes the clean output
     folder (cleaned data, ``removed.npz``, ``manifest.json``) that
-    :func:`~ferclean.cleaning.restore_from` reads back.
+    :func:`~ferclean.cleaning.restore_from` reads back. ``cleaned`` carries the new
+    labels of the relabeled images, which :attr:`relabeled` lists.
 
     Examples
     --------
@@ -167,6 +297,13 @@ class CleanResult:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.cleaned, self.manifest))
+
+    @property
+    def relabeled(self) -> pd.DataFrame:
+        """The relabeled images, one row each (the manifest's table): ``position``,
+        ``row``, ``image_id``, ``split``, ``old_label``, ``new_label``, ``issue``,
+        ``signal``, ``score``, ``reason``."""
+        return self.manifest.relabeled
 
     def save(self, out: str | os.PathLike, *, format: str | None = None,
              overwrite: bool = False) -> Path:
@@ -196,8 +333,15 @@ def clean(
     Returns
     -------
     CleanResult
-        ``cleaned`` (the kept images, in their original order), ``manifest`` and
-        ``removed``; unpacks as ``cleaned, manifest``.
+        ``cleaned`` (the kept images, in their original order, with the new labels of
+        those the plan relabels), ``manifest``, ``removed`` and ``relabeled``; unpacks
+        as ``cleaned, manifest``.
+
+    Notes
+    -----
+    An image that one rule removes and another relabels is removed (with its original
+    label); of two relabel rules suggesting different labels the first in the plan wins
+    (see :func:`select_relabels`).
 
     Examples
     --------
@@ -221,7 +365,10 @@ def clean(
     removals = select_removals(dataset, plan, found)
     keep = np.ones(len(dataset), bool)
     keep[removals["position"].to_numpy()] = False
-    cleaned = dataset.subset(keep)
+    considered = _relabels(dataset, plan, found, _position_lookup(dataset),
+                           removals["position"].to_numpy(np.int64))
+    relabels = considered[considered["outcome"] == "relabeled"]
+    cleaned = _relabeled(dataset, relabels).subset(keep)
 
     by_pos = removals.sort_values(["position", "issue"]).groupby("position", sort=True)
     positions = np.asarray(list(by_pos.groups), dtype=np.int64)
@@ -239,6 +386,7 @@ def clean(
         "pixel_sha256": pixel_sha256(removed.pixels),
         "reason": by_pos["reason"].agg(" | ".join).to_numpy(object) if len(positions) else [],
     }, columns=_REMOVED_COLUMNS)
+    relabeled = relabels.loc[:, _RELABELED_COLUMNS].reset_index(drop=True)
     from ferclean._version import __version__
 
     info = {
@@ -255,8 +403,24 @@ def clean(
         else cleaned.ids.tolist(),
         "counts_before": dataset.counts().to_dict(orient="index"),
         "counts_after": cleaned.counts().to_dict(orient="index"),
+        # what became of the images relabel rules considered (relabeled ones are listed)
+        "relabel_counts": {
+            **{outcome: int((considered["outcome"] == outcome).sum())
+               for outcome in RELABEL_OUTCOMES},
+            "disputed": int(considered["disputed"].sum())},
     }
-    return CleanResult(cleaned, Manifest(table, info), removed, dataset)
+    return CleanResult(cleaned, Manifest(table, info, relabeled), removed, dataset)
+
+
+def _relabeled(dataset: FaceDataset, relabels: pd.DataFrame) -> FaceDataset:
+    """``dataset`` with the new labels of ``relabels`` (itself when there are none)."""
+    if relabels.empty:
+        return dataset
+    labels = dataset.labels.copy()
+    labels[relabels["position"].to_numpy(np.int64)] = relabels["new_label"].to_numpy()
+    return FaceDataset(dataset.pixels, labels=labels, splits=dataset.splits, ids=dataset.ids,
+                       rows=dataset.rows, source=dataset.source, dropped=dataset.dropped,
+                       synthetic=dataset.synthetic, resampled=dataset.resampled)
 
 
 def audit_and_clean(
@@ -264,11 +428,13 @@ def audit_and_clean(
     plan: CleaningPlan | str | os.PathLike,
     *,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = False,
 ) -> CleanResult:
     """Audit ``dataset`` with the auditors ``plan`` needs, then clean.
 
     The audit uses the settings the plan ``requires`` and those in ``params`` (by issue
     name; a setting that contradicts the plan's makes :func:`clean` refuse).
+    ``progress=True`` shows the audit's progress bar on stderr.
 
     Examples
     --------
@@ -285,7 +451,7 @@ def audit_and_clean(
     if plan.issues:
         params = {name: {**plan.requires.get(name, {}), **dict((params or {}).get(name, {}))}
                   for name in {*plan.requires, *(params or {})}}
-        result = audit(dataset, only=plan.issues, params=params)
+        result = audit(dataset, only=plan.issues, params=params, progress=progress)
     else:  # nothing to remove: no audit needed
         result = AuditResult(empty_findings(), {"issues": {}})
     return clean(dataset, plan, result)

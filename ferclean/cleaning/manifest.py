@@ -1,11 +1,15 @@
-"""The manifest that makes cleaning lossless, and :func:`restore`, which undoes it exactly."""
+"""The manifest that makes cleaning lossless, and :func:`restore`, which undoes it exactly.
+
+Version :data:`MANIFEST_VERSION` (2) lists the removed images and the relabeled ones
+(old and new label, and why); version 1 manifests (removals only) still read.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,9 @@ from ferclean.dataset import IMAGE_SIZE, SPLITS, FaceDataset
 
 __all__ = ["MANIFEST_VERSION", "Manifest", "pixel_sha256", "restore"]
 
-MANIFEST_VERSION = 1
+#: Version of the manifest :meth:`Manifest.to_dict` writes; 1 (no relabels) still reads.
+MANIFEST_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 def pixel_sha256(pixels: np.ndarray) -> list[str]:
@@ -43,10 +49,18 @@ class Manifest:
         One row per removed image, in original order: ``position`` (0-based index in the
         original dataset), ``row``, ``image_id``, ``split``, ``label``, ``issues``
         (``;``-joined), ``groups`` (``issue:group`` pairs), ``pixel_sha256``, ``reason``.
+        A removed image keeps its original label, even if a relabel rule also flagged it.
     info : dict
         ``n_before``, ``n_after``, ``checksum_before``, ``checksum_after``, ``plan``,
         ``source``, ``ferclean_version``, ``kept_rows`` (run-length ranges of the kept
-        images' input rows) and the audit summary counts.
+        images' input rows), the counts per split and label before and after, and
+        ``relabel_counts`` (what became of the images relabel rules considered:
+        ``relabeled``, ``no_suggestion``, ``same_label``, ``removed``, ``disputed``).
+    relabeled : DataFrame
+        One row per relabeled (kept) image, in original order: ``position``, ``row``,
+        ``image_id``, ``split``, ``old_label``, ``new_label``, ``issue``, ``signal`` and
+        ``score`` of the finding that decided it, ``reason`` (the rule and the signal).
+        Empty for a plan without relabel rules and for version 1 manifests.
 
     Examples
     --------
@@ -59,10 +73,12 @@ class Manifest:
 
     removed: pd.DataFrame
     info: dict[str, Any]
+    relabeled: pd.DataFrame = field(default_factory=lambda: _empty(_RELABELED_DTYPES))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": "ferclean-manifest", "version": MANIFEST_VERSION, **self.info,
-                "removed": self.removed.to_dict(orient="records")}
+                "removed": self.removed.to_dict(orient="records"),
+                "relabeled": self.relabeled.to_dict(orient="records")}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, default=to_plain) + "\n"
@@ -71,10 +87,16 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         if data.get("format") != "ferclean-manifest":
             raise ValueError("not a ferclean manifest")
-        info = {k: v for k, v in data.items() if k not in ("format", "version", "removed")}
+        version = data.get("version", 1)
+        if version not in _READABLE_VERSIONS:
+            raise ValueError(f"manifest version {version!r} is not one this ferclean reads "
+                             f"(1 to {MANIFEST_VERSION}); upgrade ferclean")
+        info = {k: v for k, v in data.items()
+                if k not in ("format", "version", "removed", "relabeled")}
         removed = pd.DataFrame(data["removed"], columns=_REMOVED_COLUMNS)
+        relabeled = pd.DataFrame(data.get("relabeled") or [], columns=_RELABELED_COLUMNS)
         return cls(removed.astype({"position": "int64", "row": "int64", "label": "int64"}),
-                   info)
+                   info, relabeled.astype(_RELABELED_DTYPES))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Manifest:
@@ -90,9 +112,30 @@ class Manifest:
         return (self.removed.groupby(["reason", "split"]).size()
                 .rename("images").reset_index())
 
+    def relabel_summary(self) -> pd.DataFrame:
+        """Relabeled images per issue, signal and split.
+
+        Examples
+        --------
+        >>> Manifest(pd.DataFrame(columns=_REMOVED_COLUMNS), {}).relabel_summary().columns.tolist()
+        ['issue', 'signal', 'split', 'images']
+        """
+        if self.relabeled.empty:
+            return pd.DataFrame(columns=["issue", "signal", "split", "images"])
+        return (self.relabeled.groupby(["issue", "signal", "split"]).size()
+                .rename("images").reset_index())
+
 
 _REMOVED_COLUMNS = ["position", "row", "image_id", "split", "label", "issues", "groups",
                     "pixel_sha256", "reason"]
+_RELABELED_DTYPES = {"position": "int64", "row": "int64", "image_id": object,
+                     "split": object, "old_label": "int64", "new_label": "int64",
+                     "issue": object, "signal": object, "score": "float64", "reason": object}
+_RELABELED_COLUMNS = list(_RELABELED_DTYPES)
+
+
+def _empty(dtypes: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
 
 
 def _ranges(values: np.ndarray) -> list[list[int]]:
@@ -115,7 +158,9 @@ def restore(cleaned: FaceDataset, manifest: Manifest, removed: FaceDataset) -> F
     """Rebuild the original dataset from the cleaned one, the manifest and the removed images.
 
     The result is identical to the original in pixels, labels, splits and order (checked
-    against the manifest's ``checksum_before``), with its original ids and rows.
+    against the manifest's ``checksum_before``), with its original ids and rows: the
+    relabeled images get their original labels back (each must still carry the new label
+    the manifest gave it).
 
     Examples
     --------
@@ -154,6 +199,7 @@ def restore(cleaned: FaceDataset, manifest: Manifest, removed: FaceDataset) -> F
     labels[kept_pos], labels[positions] = cleaned.labels, table["label"].to_numpy()
     splits[kept_pos] = cleaned.splits
     splits[positions] = [SPLITS.index(s) for s in table["split"]]
+    _undo_relabels(labels, manifest.relabeled, keep)
     rows[kept_pos] = _unranges(info["kept_rows"])
     rows[positions] = table["row"].to_numpy(np.int64)
     if info.get("ids_are_rows"):
@@ -167,3 +213,20 @@ def restore(cleaned: FaceDataset, manifest: Manifest, removed: FaceDataset) -> F
     if out.checksum() != info["checksum_before"]:
         raise ValueError("restored data does not match the manifest's checksum_before")
     return out
+
+
+def _undo_relabels(labels: np.ndarray, relabeled: pd.DataFrame, kept: np.ndarray) -> None:
+    """Give the relabeled images (positions in the original) their old labels, in place."""
+    if relabeled.empty:
+        return
+    where = relabeled["position"].to_numpy(np.int64)
+    if where.min() < 0 or where.max() >= len(labels) or not kept[where].all():
+        raise ValueError("the manifest relabels images that are not among the kept ones; "
+                         "it does not belong to this cleaned data")
+    changed = labels[where] != relabeled["new_label"].to_numpy()
+    if changed.any():
+        first = relabeled.iloc[int(np.flatnonzero(changed)[0])]
+        raise ValueError(f"cleaned image {first['image_id']!r} (row {first['row']}) has label "
+                         f"{int(labels[first['position']])}, not the {first['new_label']} the "
+                         f"manifest relabeled it to: the cleaned data was changed")
+    labels[where] = relabeled["old_label"].to_numpy()

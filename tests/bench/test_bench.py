@@ -17,6 +17,9 @@ def demo():
     return make_demo(n_faces=300)
 
 
+LABEL_VARIATIONS = ("no-label-issues", "relabel")
+
+
 def _base_ids(ds) -> set[str]:
     """Ids of the images a dataset was made from (a ROS copy 'x#copy2' comes from 'x')."""
     return {i.split("#copy")[0] for i in ds.ids[~ds.synthetic]}
@@ -25,9 +28,12 @@ def _base_ids(ds) -> set[str]:
 @pytest.mark.parametrize("variation", list(VARIATIONS))
 @pytest.mark.parametrize("sampling", ["none", "ros", "smote", "class_weights"])
 def test_honest_protocol_never_lets_training_into_evaluation(demo, variation, sampling):
+    if variation in LABEL_VARIATIONS and sampling != "none":
+        pytest.skip("label variations: one sampling suffices (each runs a crossval)")
     ds = demo.dataset
-    prepared = prepare(ds, Cell("honest", variation, sampling, "cnn_lstm"),
-                       PROFILES["quick"], seed=0)
+    # the label variations' crossval at the smoke profile's small settings: seconds
+    profile = PROFILES["smoke" if variation in LABEL_VARIATIONS else "quick"]
+    prepared = prepare(ds, Cell("honest", variation, sampling, "cnn_lstm"), profile, seed=0)
     train = prepared.train
     assert set(train.split_names) == {"Training"}
     for name, evaluation in [("val", prepared.val), *prepared.tests.items()]:
@@ -204,3 +210,26 @@ def test_variations_of_one_data_role_share_one_audit(demo):
         prepare(demo.dataset, Cell("honest", variation, "none", "cnn_lstm"), PROFILES["quick"],
                 0, cache)
     assert [key for key in cache if key[0] == "audit"] == [("audit", "training")]
+
+
+def test_label_variations_find_issues_on_training_with_folds_inside_it(demo):
+    """no-label-issues drops and relabel relabels what one label audit of Training found
+    (out-of-fold probabilities from folds inside Training); test splits are untouched."""
+    from ferclean.cleaning import CleaningPlan, clean
+
+    cache: dict = {}
+    raw = prepare(demo.dataset, Cell("honest", "A", "none", "cnn_lstm"), PROFILES["smoke"],
+                  0, cache)
+    dropped = prepare(demo.dataset, Cell("honest", "no-label-issues", "none", "cnn_lstm"),
+                      PROFILES["smoke"], 0, cache)
+    relabeled = prepare(demo.dataset, Cell("honest", "relabel", "none", "cnn_lstm"),
+                        PROFILES["smoke"], 0, cache)
+    assert [k for k in cache if k[0] == "label_audit"] == [("label_audit", "training")]
+    found = cache[("label_audit", "training")]
+    training = demo.dataset.split("Training")
+    assert set(found.findings.split) == {"Training"}
+    assert "model" in set(found.findings.signal)
+    assert dropped.info["removed"] == found.findings.row.nunique() > 0
+    result = clean(training, CleaningPlan.preset("relabel"), found)
+    assert relabeled.info["removed"] == len(result.manifest.relabeled) > 0
+    assert relabeled.tests["PrivateTest"].equals(raw.tests["PrivateTest"])
