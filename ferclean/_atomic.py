@@ -1,7 +1,11 @@
 """Atomic output: write to a temporary sibling, then rename into place.
 
 A crash midway leaves only a ``.ferclean-tmp-*`` sibling behind, never a file or folder
-that looks complete. Outputs never replace a command's input.
+that looks complete; its name says which process left it, so the next run clears it
+(:func:`ferclean._outputs.clear_stale`). These are the building blocks for the files
+*inside* an output; whether an output may be written at all (never an input, never a
+thing ferclean did not write) is decided by :mod:`ferclean._outputs`, the one guard every
+output goes through.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ferclean._outputs import OutputExistsError, _stamp, _umask, check_not_input, temp_prefix
+
 
 def refuse_input_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
     """Raise if ``output`` is (or lies inside, or contains) one of ``inputs``.
@@ -23,21 +29,9 @@ def refuse_input_overwrite(output: str | os.PathLike, *inputs: str | os.PathLike
     >>> refuse_input_overwrite("in.csv", "in.csv")
     Traceback (most recent call last):
     ...
-    ValueError: refusing to write in.csv: it is an input of this command
+    ferclean._outputs.OutputPathError: refusing to write in.csv: it is an input of this command
     """
-    out = Path(output).resolve()
-    for item in inputs:
-        if item is None:
-            continue
-        inp = Path(item).resolve()
-        if out == inp or inp in out.parents or out in inp.parents:
-            raise ValueError(f"refusing to write {output}: it is an input of this command")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    check_not_input(output, inputs)
 
 
 @contextmanager
@@ -55,9 +49,9 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     """
     target = Path(path)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".ferclean-tmp-{target.name}.", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target), dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp makes 0600 files; outputs should get the permissions a plain open() gives
@@ -88,14 +82,14 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     """
     target = Path(path)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".ferclean-tmp-{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
     try:
         yield tmp
         if target.exists():
-            old = target.with_name(f".ferclean-old-{target.name}.{os.getpid()}")
+            old = target.with_name(_stamp(target, "old"))
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()

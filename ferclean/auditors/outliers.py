@@ -62,6 +62,7 @@ from ferclean.auditors.base import Auditor, register
 from ferclean.auditors.context import AuditContext
 from ferclean.dataset import IMAGE_SIZE, FaceDataset
 from ferclean.findings import empty_findings, make_findings
+from ferclean.similarity.exact import content_hash
 
 __all__ = ["METHODS", "FEATURES", "OutlierAuditor", "face_features"]
 
@@ -232,7 +233,9 @@ def face_features(pixels: np.ndarray, *, n_components: int = 20,
         Eigenfaces of the face subspace, fitted on a random subsample of ``pixels``
         (at most 2000 images).
     random_state : int, Generator or None, default=0
-        Seeds the subsample the eigenfaces are fitted on.
+        Seeds the subsample the eigenfaces are fitted on. The subsample is drawn from the
+        images sorted by content, so the same images in another order get the same
+        features.
 
     Returns
     -------
@@ -256,8 +259,30 @@ def face_features(pixels: np.ndarray, *, n_components: int = 20,
     >>> bool(feats["std"].iloc[blank].max() < feats["std"].median() / 10)
     True
     """
+    pixels = np.asarray(pixels)
+    order = _canonical_order(content_hash(pixels))
     with _single_threaded():
-        return _face_features(np.asarray(pixels), n_components, random_state)
+        features, small, subspace = _face_features(pixels[order], n_components, random_state)
+    inverse = _inverse(order)
+    return features.iloc[inverse].reset_index(drop=True), small[inverse], subspace
+
+
+def _canonical_order(hashes: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+    """Positions that sort the images by content hash, then by id.
+
+    The face model is fitted and sampled in this order, so its random draws pick the
+    same images and every array product sees the same rows wherever the images stood
+    in the input: results do not depend on input order (identical images tie on the
+    hash, and ``ids`` break the tie the same way in any order).
+    """
+    keys = (hashes,) if ids is None else (np.asarray(ids, dtype=str), hashes)
+    return np.lexsort(keys)
+
+
+def _inverse(order: np.ndarray) -> np.ndarray:
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return inverse
 
 
 def _face_features(pixels: np.ndarray, n_components: int, random_state: Any
@@ -453,7 +478,9 @@ class OutlierAuditor(Auditor):
     bounds : (low, high) or None, default=None
         ``mean_iqr``: explicit limits on the mean grey level; override ``whisker``.
     random_state : int, numpy Generator or None, default=0
-        ``face_model``: seeds the eigenface subsample and the reference images.
+        ``face_model``: seeds the eigenface subsample and the reference images. Both
+        are drawn from the images sorted by content hash (then id), so the same images
+        in another order give the same scores and findings.
 
     Attributes
     ----------
@@ -472,7 +499,8 @@ class OutlierAuditor(Auditor):
         standardised features of the reference images (``None`` when the dataset has
         fewer than 20 images: then nothing is flagged).
     reference_ : ndarray of int
-        ``face_model``: positions of the reference images.
+        ``face_model``: positions of the reference images, in the order of the model's
+        fitted rows.
     center_, scale_ : ndarray, shape (len(FEATURES),)
         ``face_model``: robust location and scale of the transformed features.
     distance_center_, distance_scale_ : float
@@ -601,8 +629,14 @@ class OutlierAuditor(Auditor):
                     params: dict[str, Any]) -> pd.DataFrame:
         n = len(dataset)
         rng = check_random_state(self.random_state)
-        features, small, subspace = _face_features(
-            dataset.pixels, params["n_components"], rng)
+        # Everything is computed on the images in canonical order (``_c``), then mapped
+        # back: the eigenface subsample and the reference images are random positions,
+        # so fitting in input order made the flagged images depend on it.
+        order = _canonical_order(context.content_hashes, dataset.ids)
+        inverse = _inverse(order)
+        features_c, _, subspace = _face_features(
+            dataset.pixels[order], params["n_components"], rng)
+        features = features_c.iloc[inverse].reset_index(drop=True)
         self.features_ = features
         self.mean_face_ = subspace["mean"].reshape(_SMALL, _SMALL)
         self.components_ = subspace["components"].reshape(-1, _SMALL, _SMALL)
@@ -617,24 +651,26 @@ class OutlierAuditor(Auditor):
             self.distance_center_ = self.distance_scale_ = float("nan")
             return empty_findings()
 
-        values = _transform(features)
-        self.center_, self.scale_ = _robust_scale(values)
-        z_feat = (values - self.center_) / self.scale_
-        reference = np.sort(rng.choice(n, size=min(params["n_reference"], n), replace=False))
-        k = min(params["n_neighbors"], len(reference) - 1)
+        values_c = _transform(features_c)
+        self.center_, self.scale_ = _robust_scale(values_c)
+        z_feat_c = (values_c - self.center_) / self.scale_
+        reference_c = np.sort(rng.choice(n, size=min(params["n_reference"], n), replace=False))
+        k = min(params["n_neighbors"], len(reference_c) - 1)
         model = NearestNeighbors(n_neighbors=k + 1, algorithm="brute")
-        model.fit(z_feat[reference])
-        dist, _ = model.kneighbors(z_feat)
+        model.fit(z_feat_c[reference_c])
+        dist, _ = model.kneighbors(z_feat_c)
         # A reference image finds itself at distance 0: count one neighbour further.
         in_reference = np.zeros(n, bool)
-        in_reference[reference] = True
+        in_reference[reference_c] = True
         kth = np.where(in_reference, dist[:, k], dist[:, k - 1])
         log_kth = np.log(kth + 1e-3)
         d_center, d_scale = _robust_scale(log_kth)
-        z = (log_kth - d_center) / d_scale
+        z = ((log_kth - d_center) / d_scale)[inverse]
         zp = np.maximum(z, 0.0)
         scores = zp * zp / (zp * zp + _Z_HALF * _Z_HALF)
-        self.model_, self.reference_, self.z_, self.scores_ = model, reference, z, scores
+        z_feat = z_feat_c[inverse]
+        # reference_ in the order of the model's fitted rows
+        self.model_, self.reference_, self.z_, self.scores_ = model, order[reference_c], z, scores
         self.distance_center_, self.distance_scale_ = float(d_center), float(d_scale)
 
         if params["contamination"] is not None:

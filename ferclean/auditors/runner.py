@@ -13,9 +13,10 @@ from typing import Any
 
 from sklearn.base import clone
 
+from ferclean._progress import Progress
 from ferclean._validation import check_dataset
 from ferclean.auditors.base import REGISTRY, Auditor, get_auditor
-from ferclean.auditors.context import AuditContext
+from ferclean.auditors.context import AuditContext, plain_param
 from ferclean.dataset import FaceDataset
 from ferclean.findings import AuditResult, concat_findings, dataset_summary
 
@@ -136,17 +137,25 @@ class Audit:
         self.skip = skip
         self.params = params
 
-    def run(self, dataset: FaceDataset) -> AuditResult:
-        """Audit ``dataset``; returns an :class:`~ferclean.findings.AuditResult`."""
+    def run(self, dataset: FaceDataset, *, progress: bool = False) -> AuditResult:
+        """Audit ``dataset``; returns an :class:`~ferclean.findings.AuditResult`.
+
+        ``progress=True`` shows a bar on stderr, one step per auditor.
+        """
         check_dataset(dataset)
         self.settings_, self.auditors_ = resolve_auditors(
             self.auditors, only=self.only, skip=self.skip, params=self.params)
         self.context_ = AuditContext(dataset, self.settings_)
         tables, issues = [], {}
-        for auditor in self.auditors_:
-            found = auditor.audit(dataset, self.context_)
-            tables.append(found)
-            issues[auditor.issue_name] = auditor.summarize(found)
+        # ticking: one auditor (near duplicates on FER-2013) can take ten seconds
+        with Progress(len(self.auditors_), "audit", enabled=progress, tick=0.5) as bar:
+            for auditor in self.auditors_:
+                bar.set_description(f"audit {auditor.issue_name}")
+                found = auditor.audit(dataset, self.context_)
+                tables.append(found)
+                issues[auditor.issue_name] = auditor.summarize(found)
+                bar.update()
+            bar.set_description("audit")
         findings = concat_findings(tables, order=list(REGISTRY))
         summary = {
             **dataset_summary(dataset),
@@ -164,7 +173,8 @@ class Audit:
         while todo:
             name = todo.pop()
             if name not in used:
-                used[name] = self.settings_[name].get_params(deep=False)
+                used[name] = {k: plain_param(v) for k, v in
+                              self.settings_[name].get_params(deep=False).items()}
                 todo.extend(self.settings_[name].requires())
         return {name: used[name] for name in REGISTRY if name in used}
 
@@ -176,10 +186,11 @@ def audit(
     only: Iterable[str] | None = None,
     skip: Iterable[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: bool = False,
 ) -> AuditResult:
     """Run auditors over ``dataset`` (all registered ones by default).
 
-    Parameters are those of :class:`Audit`.
+    Parameters are those of :class:`Audit`; ``progress=True`` shows a bar on stderr.
 
     Returns
     -------
@@ -197,4 +208,4 @@ def audit(
     >>> result.summary["issues"]["exact_duplicate"]["groups"] == len(demo.truth.exact_groups())
     True
     """
-    return Audit(auditors, only=only, skip=skip, params=params).run(dataset)
+    return Audit(auditors, only=only, skip=skip, params=params).run(dataset, progress=progress)

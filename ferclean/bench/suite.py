@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_scalar
 
+from ferclean._outputs import claim_dir, dataset_inputs
 from ferclean.bench.data import Prepared, prepare
 from ferclean.bench.plots import plot_results
 from ferclean.bench.profiles import PROFILES, Cell, Profile
@@ -31,6 +32,9 @@ from ferclean.bench.results import (
 from ferclean.dataset import FaceDataset
 
 __all__ = ["run_suite", "run_suite_parallel"]
+
+#: What a results folder holds: recognises one written before the output marker.
+BENCH_FILES = ("results.json", "table.md", "*.png", SHARD_DIR, "RUNS.md")
 
 
 def run_suite(
@@ -89,7 +93,9 @@ def run_suite(
     if shard is not None and not (isinstance(shard[1], int) and 0 <= shard[0] < shard[1]):
         raise ValueError(f"shard must be (i, n) with 0 <= i < n; got {shard!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # resumed in place: an empty folder or a benchmark's, never the data or a stranger's
+    claim_dir(out, what="ferclean benchmark results", inputs=dataset_inputs(ds),
+              known=BENCH_FILES, resume=True)
     results, shard_files = load_results(out, profile)
     done = set(results["runs"])  # finished anywhere: results.json or any shard file
     if shard is None:

@@ -3,17 +3,22 @@
 A clean output folder holds the cleaned data (in the input's form unless told otherwise),
 ``removed.npz`` (the removed images, lossless, with their ids and rows) and
 ``manifest.json``. Everything is written into a temporary folder and renamed into place,
-so a crash never leaves an output that looks complete.
+so a crash never leaves an output that looks complete; the folder goes through the output
+guard (:mod:`ferclean._outputs`): never the input or inside it, and an existing folder is
+replaced only with ``overwrite=True`` and only if ferclean wrote it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferclean._atomic import atomic_dir, refuse_input_overwrite
-from ferclean.cleaning.manifest import Manifest, restore
+import numpy as np
+
+from ferclean._outputs import dataset_inputs, output_dir
+from ferclean.cleaning.manifest import Manifest, _ranges, _unranges, restore
 from ferclean.dataset import FaceDataset
 from ferclean.io import detect_format, load, save
 from ferclean.io.npz import read_npz, write_npz
@@ -25,6 +30,8 @@ __all__ = ["restore_from", "save_clean"]
 
 _CLEANED_NAMES = {"csv": "cleaned.csv", "zip": "cleaned.zip", "folder": "cleaned",
                   "npz": "cleaned.npz"}
+#: What a clean output folder holds: recognises one written before the output marker.
+CLEAN_FILES = (*_CLEANED_NAMES.values(), "removed.npz", "manifest.json")
 
 
 def _source_format(dataset: FaceDataset) -> str:
@@ -36,11 +43,12 @@ def _source_format(dataset: FaceDataset) -> str:
         return "npz"
 
 
-def _save_quiet(ds: FaceDataset, path: Path, fmt: str) -> None:
-    """Save for restore-exactness: image forms copy the original files when there are any,
-    and are written as PNG (lossless) when there are none."""
+def _save_quiet(ds: FaceDataset, path: Path, fmt: str, *, copy: bool = True) -> None:
+    """Save for restore-exactness: image forms copy the original files when there are any
+    (and ``copy``: not when images were relabeled, their folders name the old labels),
+    and are written as PNG (lossless) otherwise."""
     if fmt in ("zip", "folder"):
-        if _can_copy_files(ds):
+        if copy and _can_copy_files(ds):
             from ferclean.io.folder import copy_files
 
             copy_files(ds, path)
@@ -60,12 +68,15 @@ def _can_copy_files(ds: FaceDataset) -> bool:
 
 
 def save_clean(result: CleanResult, out: str | os.PathLike, *, format: str | None = None,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False,
+               inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Write a clean output folder ``out`` for ``result`` (what ``ferclean clean`` writes).
 
     ``out`` receives the cleaned data (``cleaned.csv``, ``cleaned.zip``, ``cleaned/`` or
     ``cleaned.npz``: the input's form unless ``format`` says otherwise), ``removed.npz``
-    and ``manifest.json``.
+    and ``manifest.json``. It is never the dataset's source, nor one of ``inputs`` (the
+    command's other inputs: a findings folder, a plan file), nor inside them; an existing
+    ``out`` is replaced only with ``overwrite=True``, and only if ferclean wrote it.
 
     Examples
     --------
@@ -74,18 +85,23 @@ def save_clean(result: CleanResult, out: str | os.PathLike, *, format: str | Non
     >>> from ferclean.demo import demo_dataset
     >>> ds = demo_dataset(n_faces=300)
     >>> out = save_clean(audit_and_clean(ds, "dedup"), pathlib.Path(tempfile.mkdtemp()) / "c")
-    >>> sorted(p.name for p in out.iterdir())
-    ['cleaned.npz', 'manifest.json', 'removed.npz']
+    >>> sorted(p.name for p in out.iterdir())  # .ferclean-output: ferclean wrote it
+    ['.ferclean-output', 'cleaned.npz', 'manifest.json', 'removed.npz']
     >>> restore_from(out).equals(ds)
     True
     """
     dataset, manifest = result.original, result.manifest
-    refuse_input_overwrite(out, _existing_source(dataset))
+    inputs = (*dataset_inputs(dataset), *inputs)
     fmt = format or _source_format(dataset)
     manifest.info["files"] = {"cleaned": _CLEANED_NAMES[fmt], "format": fmt,
                               "removed": "removed.npz"}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        _save_quiet(result.cleaned, tmp / _CLEANED_NAMES[fmt], fmt)
+    copy = result.relabeled.empty
+    if fmt in ("zip", "folder") and not (copy and _can_copy_files(result.cleaned)):
+        # written anew, the folder is read back sorted by its new paths: record the order
+        manifest.info["files"]["read_order"] = _read_order(result.cleaned)
+    with output_dir(out, what="ferclean clean output", inputs=inputs, overwrite=overwrite,
+                    known=CLEAN_FILES) as tmp:
+        _save_quiet(result.cleaned, tmp / _CLEANED_NAMES[fmt], fmt, copy=copy)
         write_npz(result.removed, tmp / "removed.npz")
         (tmp / "manifest.json").write_text(manifest.to_json())
     return Path(out)
@@ -111,5 +127,20 @@ def restore_from(out: str | os.PathLike) -> FaceDataset:
     if "cleaned" not in files:
         raise ValueError(f"{out}/manifest.json does not name its cleaned data file")
     cleaned = load(out / files["cleaned"], format=files.get("format"))
+    if files.get("read_order") is not None:  # image i read back is cleaned image order[i]
+        order = _unranges(files["read_order"])
+        if len(order) != len(cleaned):
+            raise ValueError(f"{out / files['cleaned']} holds {len(cleaned)} images; the "
+                             f"manifest wrote {len(order)}")
+        cleaned = cleaned[np.argsort(order)]
     removed = read_npz(out / files.get("removed", "removed.npz"))
     return restore(cleaned, manifest, removed)
+
+
+def _read_order(ds: FaceDataset) -> list[list[int]]:
+    """Which image of ``ds`` each image of its image-folder form is, in the order
+    :func:`~ferclean.io.read_folder` reads them (sorted paths), as ranges."""
+    from ferclean.io.folder import _output_names
+
+    names = _output_names(ds, "png")
+    return _ranges(np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64))

@@ -2,26 +2,30 @@
 
 A release holds the Kaggle CSV and the image-folder zip, the removed images, the
 manifest, a dataset card (``README.md``), figures, ``metadata.json`` and ``SHA256SUMS``.
-Publishing the same input with the same plan and findings twice gives identical bytes.
+Publishing the same input with the same plan and findings twice gives identical bytes,
+from whatever folder the input is read: a release records the input's file name and
+SHA-256, never its path.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ferclean._atomic import atomic_dir, refuse_input_overwrite
 from ferclean._figures import new_figure, save_figure
 from ferclean._json import dumps
+from ferclean._outputs import dataset_inputs, output_dir, write_marker
 from ferclean.cleaning.manifest import Manifest
-from ferclean.cleaning.outputs import _can_copy_files, _existing_source
+from ferclean.cleaning.outputs import _can_copy_files
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 from ferclean.io import save
 from ferclean.io.npz import write_npz
@@ -30,6 +34,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from ferclean.cleaning.apply import CleanResult
 
 __all__ = ["publish"]
+
+#: What a release folder holds: recognises one written before the output marker.
+RELEASE_FILES = ("README.md", "metadata.json", "manifest.json", "SHA256SUMS", "data",
+                 "removed", "figures")
+RELEASE = "ferclean release"
+#: JPEG quality of a release's zip when its images are encoded from pixels.
+ZIP_JPEG_QUALITY = 95
 
 
 def _sha256_file(path: Path) -> str:
@@ -96,6 +107,46 @@ def _figures(dataset: FaceDataset, manifest: Manifest, folder: Path) -> list[str
     return names
 
 
+def _source_record(dataset: FaceDataset) -> dict[str, str | None]:
+    """The input as a release records it: file name and SHA-256, not its path (the same
+    data published from another folder gives the same bytes)."""
+    source = dataset.source
+    if not source:
+        return {"source": None, "source_sha256": None}
+    path = Path(source)
+    return {"source": path.name or str(source),
+            "source_sha256": _sha256_file(path) if path.is_file() else None}
+
+
+def _zip_images(cleaned: FaceDataset, zip_path: Path, copied: bool) -> dict[str, Any]:
+    """How the release's zip holds its images, and how far they are from the exact pixels."""
+    if copied:
+        return {"images": "original files", "max_grey_level_difference": 0}
+    from ferclean.io.folder import _output_names, read_folder
+
+    largest = 0
+    if len(cleaned):
+        # write_folder writes (and read_folder reads) the images sorted by file name
+        names = _output_names(cleaned, "jpg")
+        order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+        back = read_folder(zip_path).pixels
+        for a in range(0, len(order), 4096):  # chunks: no full int16 copy of the data
+            exact = cleaned.pixels[order[a:a + 4096]].astype(np.int16)
+            largest = max(largest, int(np.abs(back[a:a + 4096] - exact).max()))
+    return {"images": "jpeg", "jpeg_quality": ZIP_JPEG_QUALITY,
+            "max_grey_level_difference": largest}
+
+
+def _zip_description(zip_images: dict[str, Any]) -> str:
+    if zip_images["images"] == "original files":
+        return ("cleaned data, image-folder zip: the original image files, byte for byte "
+                "(the same pixels as the CSV)")
+    return (f"cleaned data, image-folder zip: JPEG (quality {zip_images['jpeg_quality']}) "
+            "re-encoded from the exact pixels, at most "
+            f"{zip_images['max_grey_level_difference']} grey levels off them; the CSV holds "
+            "the exact pixels")
+
+
 def _card(name: str, manifest: Manifest, files: dict[str, str], figures: list[str]) -> str:
     info = manifest.info
     table = _counts_table(info)
@@ -110,6 +161,9 @@ def _card(name: str, manifest: Manifest, files: dict[str, str], figures: list[st
         f"{info['n_before']:,} images in, {info['n_after']:,} kept, "
         f"{info['n_before'] - info['n_after']:,} removed. Nothing is lost: the removed "
         "images and a manifest of why each one went are part of this release.",
+        "",
+        f"Input: `{info['source']}`"
+        + (f" (SHA-256 `{info['source_sha256']}`)." if info.get("source_sha256") else "."),
         "",
         "## Images per split",
         "",
@@ -173,14 +227,22 @@ def publish(
     *,
     name: str | None = None,
     overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
 ) -> Path:
     """Write a self-describing release of a cleaning ``result`` into folder ``out``.
 
-    ``out`` receives ``data/<name>.csv`` (Kaggle CSV, exact), ``data/<name>.zip``
-    (image folder; the original JPEG files when the input was a zip or folder),
-    ``removed/removed.npz`` and ``removed/removed.csv``, ``manifest.json``,
-    ``figures/*.png``, ``README.md`` (the dataset card), ``metadata.json`` and
-    ``SHA256SUMS``. The same input, plan and findings always give byte-identical files.
+    ``out`` receives ``data/<name>.csv`` (Kaggle CSV, exact pixels), ``data/<name>.zip``
+    (image folder: the original files when the input was a zip or folder, else JPEG
+    re-encoded from the exact pixels, a few grey levels off, which ``metadata.json``
+    (``data_zip``) and the card state), ``removed/removed.npz`` and
+    ``removed/removed.csv``, ``manifest.json``, ``figures/*.png``, ``README.md`` (the
+    dataset card), ``metadata.json`` and ``SHA256SUMS``. The same input, plan and findings
+    always give byte-identical files, wherever the input lies: the input is recorded by
+    file name and SHA-256.
+
+    ``out`` is never the dataset's source or one of ``inputs`` (the command's other
+    inputs), nor inside them; an existing ``out`` is replaced only with
+    ``overwrite=True``, and only if ferclean wrote it.
 
     Examples
     --------
@@ -197,30 +259,40 @@ def publish(
     if dataset.synthetic.any() or dataset.resampled:
         raise ValueError("refusing to publish a resampled dataset or synthetic (SMOTE) "
                          "images: publish the data as loaded, resample at training time")
-    refuse_input_overwrite(out, _existing_source(dataset))
+    inputs = (*dataset_inputs(dataset), *inputs)
     plan_name = manifest.info["plan"]["name"]
     stem = name or f"fer2013-{plan_name}"
-    files = {"cleaned data, Kaggle CSV (exact pixels)": f"data/{stem}.csv",
-             "cleaned data, image-folder zip": f"data/{stem}.zip",
-             "removed images, lossless (ferclean npz)": "removed/removed.npz",
-             "removed images, Kaggle CSV": "removed/removed.csv"}
-    removed = result.removed
-    manifest.info["files"] = {"cleaned": f"data/{stem}.csv", "format": "csv",
-                              "removed": "removed/removed.npz"}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    copied = _can_copy_files(cleaned) and result.relabeled.empty  # folders name old labels
+    source = _source_record(dataset)
+    # the release's own copy: the input by name and checksum, never by path
+    manifest = Manifest(manifest.removed, {
+        **manifest.info, **source, "files": {"cleaned": f"data/{stem}.csv", "format": "csv",
+                                             "removed": "removed/removed.npz"}},
+        manifest.relabeled)
+    removed = copy.copy(result.removed)
+    removed.source = source["source"]  # removed.npz records its source too
+    with output_dir(out, what=RELEASE, inputs=inputs, overwrite=overwrite,
+                    known=RELEASE_FILES) as tmp:
         (tmp / "data").mkdir()
         (tmp / "removed").mkdir()
         save(cleaned, tmp / f"data/{stem}.csv")
-        if _can_copy_files(cleaned):
+        if copied:
             from ferclean.io.folder import copy_files
 
             copy_files(cleaned, tmp / f"data/{stem}.zip")  # the original JPEG files
         else:
+            from ferclean.io.folder import write_folder
+
             with warnings.catch_warnings():
-                # JPEG re-encoded from exact pixels is lossy by nature; the card says the
-                # CSV is the exact copy
+                # JPEG re-encoded from exact pixels is lossy by nature; the card and
+                # metadata.json say by how much, and that the CSV is the exact copy
                 warnings.simplefilter("ignore", UserWarning)
-                save(cleaned, tmp / f"data/{stem}.zip")
+                write_folder(cleaned, tmp / f"data/{stem}.zip", quality=ZIP_JPEG_QUALITY)
+        zip_images = _zip_images(cleaned, tmp / f"data/{stem}.zip", copied)
+        files = {"cleaned data, Kaggle CSV: the exact pixels": f"data/{stem}.csv",
+                 _zip_description(zip_images): f"data/{stem}.zip",
+                 "removed images, lossless (ferclean npz)": "removed/removed.npz",
+                 "removed images, Kaggle CSV (exact pixels)": "removed/removed.csv"}
         write_npz(removed, tmp / "removed/removed.npz")
         save(removed, tmp / "removed/removed.csv")
         (tmp / "manifest.json").write_text(manifest.to_json())
@@ -236,6 +308,8 @@ def publish(
             "n_after": manifest.info["n_after"],
             "checksum_before": manifest.info["checksum_before"],
             "checksum_after": manifest.info["checksum_after"],
+            **source,
+            "data_zip": zip_images,
             "splits_after": cleaned.split_counts(),
             "labels_after": cleaned.label_counts(),
             "removed_by_issue": manifest.removed.issues.str.split(";").explode()
@@ -245,6 +319,7 @@ def publish(
             "splits": list(SPLITS),
         }
         (tmp / "metadata.json").write_text(dumps(metadata, sort_keys=True))
+        write_marker(tmp, RELEASE)  # now, so that SHA256SUMS lists every file
         sums = [f"{_sha256_file(p)}  {p.relative_to(tmp).as_posix()}"
                 for p in sorted(tmp.rglob("*")) if p.is_file()]
         (tmp / "SHA256SUMS").write_text("\n".join(sums) + "\n")

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ferclean._atomic import refuse_input_overwrite
+from ferclean._outputs import dataset_inputs
 from ferclean.dataset import FaceDataset
 from ferclean.errors import check_on_bad
 
@@ -127,6 +128,7 @@ def save(
     overwrite : bool, default=False
         Replace an existing output.
     progress : bool, default=False
+        Show a progress bar on stderr.
 
     Returns
     -------
@@ -143,11 +145,11 @@ def save(
     True
     """
     fmt = _check_format(format) if format else detect_format(path)
-    refuse_input_overwrite(path, ds.source if ds.source and ds.source != "demo" else None)
+    refuse_input_overwrite(path, *dataset_inputs(ds))
     if fmt == "csv":
         from ferclean.io.csv import write_csv
 
-        return write_csv(ds, path, overwrite=overwrite)
+        return write_csv(ds, path, overwrite=overwrite, progress=progress)
     if fmt in ("folder", "zip"):
         from ferclean.io.folder import write_folder
 

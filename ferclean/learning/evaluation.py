@@ -24,6 +24,7 @@ from scipy.special import softmax
 
 from ferclean._atomic import atomic_file
 from ferclean._json import write_json
+from ferclean._outputs import dataset_inputs, output_dir
 from ferclean._validation import check_dataset
 from ferclean.dataset import EMOTIONS, FaceDataset
 from ferclean.learning.metrics import classification_metrics, classification_report
@@ -32,7 +33,11 @@ from ferclean.learning.plots import (
     plot_saliency_grid,
     plot_training_curves,
 )
-from ferclean.learning.training.checkpoints import load_checkpoint, read_history
+from ferclean.learning.training.checkpoints import (
+    RUN_FILES,
+    load_checkpoint,
+    read_history,
+)
 from ferclean.learning.training.inference import _as_trained, predict_logits, saliency
 from ferclean.learning.training.model import TrainedModel
 from ferclean.learning.training.result import TrainResult
@@ -40,6 +45,10 @@ from ferclean.learning.training.result import TrainResult
 __all__ = ["EvaluationResult", "evaluate"]
 
 SALIENCY_METHOD = "|d score(predicted class) / d input|, input scaled to [0, 1]"
+# What an evaluation folder holds: recognises one written before the output marker.
+_EVALUATION_FILES = ("classification_report.csv", "predictions.csv", "confusion_matrix.png",
+                     "metrics.json", "saliency.png", "saliency.npz", "saliency.json",
+                     "training_curves.png")
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +73,9 @@ class EvaluationResult:
         Their pixels, for the saliency grid.
     history : DataFrame or None
         The training history, if one was given; ``save`` then draws the curves.
+    inputs : tuple of str
+        The evaluated data's source and the checkpoint's files: :meth:`save` never writes
+        over them (nor into the data's folder).
 
     Examples
     --------
@@ -83,6 +95,7 @@ class EvaluationResult:
     saliency_positions: np.ndarray
     images: np.ndarray
     history: pd.DataFrame | None = None
+    inputs: tuple[str, ...] = ()
 
     @property
     def files(self) -> list[str]:
@@ -95,16 +108,20 @@ class EvaluationResult:
             names.append("training_curves.png")
         return sorted(names)
 
-    def save(self, out: str | os.PathLike) -> Path:
+    def save(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the tables, figures and JSON listed in :attr:`files` into ``out``.
 
-        Every file is written atomically; ``metrics.json`` holds :attr:`metrics` plus
-        ``files``.
+        The files are written into a temporary folder that replaces ``out`` as a unit;
+        ``metrics.json`` holds :attr:`metrics` plus ``files``.
 
         Parameters
         ----------
         out : path
-            Created if missing.
+            Created if missing; an empty folder is fine. Never the evaluated data or the
+            checkpoint (:attr:`inputs`), nor inside them, nor a non-empty folder that
+            ferclean did not write.
+        overwrite : bool, default=False
+            Replace an earlier evaluation (or other ferclean output) at ``out``.
 
         Returns
         -------
@@ -121,22 +138,23 @@ class EvaluationResult:
         >>> ev = evaluate(tm, demo_dataset(n_faces=100), split="PrivateTest",
         ...               saliency_per_class=1)
         >>> out = ev.save(tempfile.mkdtemp())
-        >>> sorted(p.name for p in out.iterdir()) == ev.files
+        >>> sorted(p.name for p in out.iterdir()) == [".ferclean-output", *ev.files]
         True
         """
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_file(out / "classification_report.csv") as tmp:
-            self.report.to_csv(tmp, index_label="class")
-        with atomic_file(out / "predictions.csv") as tmp:
-            self.predictions.to_csv(tmp, index=False)
-        plot_confusion_matrix(self.metrics["confusion_matrix"], out / "confusion_matrix.png")
-        if self.saliency is not None:
-            self._save_saliency(out)
-        if self.history is not None:
-            plot_training_curves(self.history, out / "training_curves.png")
-        write_json(out / "metrics.json", {**self.metrics, "files": self.files})
-        return out
+        with output_dir(out, what="ferclean evaluation", inputs=self.inputs,
+                        overwrite=overwrite, known=_EVALUATION_FILES) as tmp:
+            with atomic_file(tmp / "classification_report.csv") as part:
+                self.report.to_csv(part, index_label="class")
+            with atomic_file(tmp / "predictions.csv") as part:
+                self.predictions.to_csv(part, index=False)
+            plot_confusion_matrix(self.metrics["confusion_matrix"],
+                                  tmp / "confusion_matrix.png")
+            if self.saliency is not None:
+                self._save_saliency(tmp)
+            if self.history is not None:
+                plot_training_curves(self.history, tmp / "training_curves.png")
+            write_json(tmp / "metrics.json", {**self.metrics, "files": self.files})
+        return Path(out)
 
     def _save_saliency(self, out: Path) -> None:
         picks, frame = self.saliency_positions, self.predictions
@@ -174,6 +192,18 @@ def _prediction_table(part: FaceDataset, logits: np.ndarray) -> pd.DataFrame:
     for i, name in enumerate(EMOTIONS):
         frame[f"p_{name}"] = probs[:, i].round(6)
     return frame.reset_index(drop=True)
+
+
+def checkpoint_inputs(folder: str | os.PathLike) -> tuple[str, ...]:
+    """The files of a run folder an evaluation reads: its outputs may not replace them (so
+    not the folder either), but may lie beside them (``run/eval``).
+
+    Examples
+    --------
+    >>> checkpoint_inputs("run")[0]
+    'run/params.msgpack'
+    """
+    return tuple(str(Path(folder) / name) for name in RUN_FILES)
 
 
 def evaluate(
@@ -224,12 +254,16 @@ def evaluate(
     >>> m["split"], len(m["confusion_matrix"]), 0 <= m["accuracy"] <= 1
     ('PrivateTest', 7, True)
     """
+    inputs = dataset_inputs(dataset)
     if isinstance(trained, str | os.PathLike):
         ckpt = Path(trained)
+        inputs = (*inputs, *checkpoint_inputs(ckpt))
         trained = load_checkpoint(ckpt)
         history = read_history(ckpt) if history is None else history
         epoch = (trained.info.get("info") or {}).get("epoch")
         metadata = {"checkpoint": str(ckpt), "checkpoint_epoch": epoch, **dict(metadata or {})}
+    elif isinstance(trained, TrainResult) and trained.out is not None:
+        inputs = (*inputs, *checkpoint_inputs(trained.out))
     trained = _as_trained(trained)
     dataset = check_dataset(dataset)
     part = dataset.split(split) if split is not None else dataset
@@ -252,4 +286,5 @@ def evaluate(
         predictions=_prediction_table(part, logits), saliency=maps,
         saliency_positions=picks, images=part.pixels[picks],
         history=pd.DataFrame(history) if history is not None else None,
+        inputs=inputs,
     )

@@ -44,7 +44,12 @@ from ferclean.reporting.figures import (
     mean_pixel_stats,
     save_figures,
 )
-from ferclean.reporting.galleries import ReportIssue, gallery_payload, report_issues
+from ferclean.reporting.galleries import (
+    ReportIssue,
+    gallery_payload,
+    plan_removals,
+    report_issues,
+)
 from ferclean.reporting.html import render_html, write_report
 
 __all__ = [
@@ -55,6 +60,7 @@ __all__ = [
     "gallery_payload",
     "mean_pixel_boxplot",
     "mean_pixel_stats",
+    "plan_removals",
     "render_html",
     "report",
     "report_issues",
@@ -85,7 +91,8 @@ def report(
     only, skip : list of str, default=None
         Passed to :func:`ferclean.audit` when ``result`` is None.
     **kwargs
-        ``figures_dir``, ``title``, ``max_per_gallery``: see :func:`write_report`.
+        ``figures_dir``, ``title``, ``max_per_gallery``, ``plan``: see
+        :func:`write_report`.
 
     Returns
     -------

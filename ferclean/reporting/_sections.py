@@ -28,7 +28,9 @@ from ferclean.reporting.galleries import FIRST_ISSUES, ReportIssue
 # the classes the imbalance auditor flagged (which is why that issue has no gallery).
 LEAK_ISSUE = "cross_split_leak"
 CLASS_TABLE_ISSUE = "class_imbalance"
-_FIGURE_DPI = 110  # embedded figures: sharp on screen, ~50 kB each
+# Embedded figures are shown up to 900 px wide (8 inch figures: 8 pt text at 12.5 px)
+# and open at full size on a click: 165 dpi keeps them sharp there, ~100 kB each.
+_FIGURE_DPI = 165
 _FIGURE_CAPTIONS = {
     "class_counts": "Images per emotion in each split.",
     "duplicates_per_emotion": "Images in duplicate groups per emotion; the lighter bars "
@@ -86,8 +88,12 @@ def header(dataset: FaceDataset, title: str, specs: Sequence[ReportIssue]) -> st
 
 
 def cards(dataset: FaceDataset, result: AuditResult, ran: set[str],
-          specs: Sequence[ReportIssue]) -> str:
-    """The three big summary cards, then one tile per issue type."""
+          specs: Sequence[ReportIssue], removed: np.ndarray, plan: str) -> str:
+    """The three big summary cards, then one tile per issue type.
+
+    ``removed`` flags the findings (rows of ``result.findings``) whose image ``plan``
+    removes; the tiles count them.
+    """
     findings = result.findings
     # Issues without a gallery (class imbalance flags whole classes, not images with a
     # problem of their own) are left out of the per-image counts: they count what the
@@ -109,15 +115,18 @@ def cards(dataset: FaceDataset, result: AuditResult, ran: set[str],
         f'<div class="card" data-testid="card-{key}"><div class="card-title">{esc(t)}</div>'
         f'<div class="card-value">{v}</div><div class="card-sub">{esc(s)}</div></div>'
         for key, t, v, s in big)
-    tiles = "".join(_tile(spec, result, ran) for spec in specs)
+    tiles = "".join(_tile(spec, result, ran, removed, plan) for spec in specs)
     return (f'<section id="summary"><div class="cards" data-testid="summary-cards">'
             f'{html_cards}</div><div class="tiles">{tiles}</div></section>')
 
 
-def _tile(spec: ReportIssue, result: AuditResult, ran: set[str]) -> str:
+def _tile(spec: ReportIssue, result: AuditResult, ran: set[str], removed: np.ndarray,
+          plan: str) -> str:
     issue = spec.issue
     entry = issue_entry(result, issue)
-    part = result.findings[result.findings["issue"] == issue]
+    mask = (result.findings["issue"] == issue).to_numpy()
+    part = result.findings[mask]
+    gone = f" · {num(part.loc[removed[mask], 'row'].nunique())} removed by {plan}"
     if issue not in ran:
         value, sub, state = "–", "not checked in this audit", "off"
     elif issue == CLASS_TABLE_ISSUE:
@@ -129,18 +138,18 @@ def _tile(spec: ReportIssue, result: AuditResult, ran: set[str]) -> str:
     elif spec.grouped:
         # exact and near copies side by side when the summary counts them apart
         exact = part[part["kind"] == "exact"] if "near_groups" in entry else part
-        groups, images, removable = group_counts(exact)
+        groups, images, _ = group_counts(exact)
         value = num(groups)
-        sub = f"groups · {num(images)} images · {num(removable)} removable"
+        sub = f"groups · {num(images)} images{gone}"
         if "near_groups" in entry:
             value = f"{num(groups)} + {num(entry['near_groups'])} near"
             sub = (f"exact groups ({num(images)} images) + near-copy groups "
-                   f"({num(entry.get('near_images', 0))} images)")
+                   f"({num(entry.get('near_images', 0))} images){gone}")
         state = ("bad" if issue in FIRST_ISSUES else "warn") if len(part) else "ok"
     else:
         k = int(part["row"].nunique())
         method = entry.get("method")
-        value, sub = num(k), "images" + (f" ({method})" if method else "")
+        value, sub = num(k), "images" + (f" ({method})" if method else "") + gone
         state = "warn" if k else "ok"
     if issue == CLASS_TABLE_ISSUE:
         anchor = "distribution"
@@ -256,7 +265,7 @@ def figure_block(name: str, fig: Any, caption: str) -> str:
 
 
 # ---------------------------------------------------------------------- galleries
-def toolbar(dataset: FaceDataset) -> str:
+def toolbar(dataset: FaceDataset, plan: str) -> str:
     """The sticky filter bar (split, label, minimum score, sort, thumbnail size)."""
     splits = "".join(f'<option value="{s}">{s}</option>' for s in SPLITS)
     labels = "".join(f'<option value="{i}">{e}</option>' for i, e in enumerate(EMOTIONS))
@@ -276,7 +285,8 @@ max="1" step="0.01" value="0"><output id="f-min-out">0.00</output></label>
 <option value="144">144 px</option><option value="192">192 px</option></select></label>
 <button id="f-reset" type="button" data-testid="filter-reset">Reset</button>
 <span class="hint">Filters apply to every gallery; a group is shown when one of its
-images matches.</span>
+images matches. <b>removed</b> / <b>kept</b>: what cleaning plan {esc(plan)} does with
+each image.</span>
 </div>"""
 
 

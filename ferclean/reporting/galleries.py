@@ -35,11 +35,13 @@ import pandas as pd
 from PIL import Image
 
 from ferclean.auditors import REGISTRY
+from ferclean.cleaning import CleaningPlan, select_removals
 from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 from ferclean.findings import AuditResult
 from ferclean.reporting.figures import SPLIT_COLORS
 
-__all__ = ["FIRST_ISSUES", "ReportIssue", "gallery_payload", "image_positions", "report_issues"]
+__all__ = ["FIRST_ISSUES", "ReportIssue", "gallery_payload", "image_positions",
+           "plan_removals", "report_issues"]
 
 #: Issue types the report puts first, before the registry order. The report leads with
 #: the cross-split leak because it is the problem that changes published results (test
@@ -127,7 +129,8 @@ def _titled(name: str) -> str:
 
 
 def gallery_payload(dataset: FaceDataset, result: AuditResult, *,
-                    max_per_gallery: int | None = None) -> dict[str, Any]:
+                    max_per_gallery: int | None = None,
+                    plan: CleaningPlan | str = "strict") -> dict[str, Any]:
     """The JSON payload the report's JavaScript renders its galleries from.
 
     Parameters
@@ -138,22 +141,30 @@ def gallery_payload(dataset: FaceDataset, result: AuditResult, *,
         The audit of ``dataset``.
     max_per_gallery : int, default=None
         Keep at most this many images, or groups, per gallery (worst first).
+    plan : CleaningPlan or str, default="strict"
+        The plan whose removals the galleries mark (a preset name or a plan file): an
+        image is marked ``removed`` when the plan removes it, for any reason, and
+        ``kept`` otherwise (see :func:`plan_removals`).
 
     Returns
     -------
     dict
         ``images`` (distinct PNG data URIs), ``meta`` (per flagged image: ``img`` index
         into ``images``, ``row``, ``id``, ``split`` code, ``label``), ``strings`` (the
-        shared text table), page sizes, names, and ``galleries`` by issue, one for every
-        issue of :func:`report_issues` that has a layout (empty when not run). Each gallery
-        has ``layout``, ``total`` (before ``max_per_gallery``) and either ``items``,
-        rows ``[image, score, detail]``, or ``groups``, rows
-        ``[score, text, members, kind]`` with ``kind`` the group's ``kind`` column value
-        (``"exact"``, ``"near"``, ``"mirror"`` or ``""``), ``text`` the members' common
-        detail (or ``""`` when their details differ) and members
-        ``[image, score, removable, detail, related]``, ``related`` being the image
-        index of the member's ``related_row`` (its closest copy) or -1. ``image`` indexes
-        ``meta``; ``detail`` and ``text`` index ``strings``.
+        shared text table), page sizes, names, ``plan`` (the plan's name) and
+        ``galleries`` by issue, one for every issue of :func:`report_issues` that has a
+        layout (empty when not run). Each gallery has ``layout``, ``total`` (before
+        ``max_per_gallery``) and either ``items``, rows ``[image, score, detail,
+        removed]``, or ``groups``, rows ``[score, text, members, kind]`` with ``kind``
+        the group's ``kind`` column value (``"exact"``, ``"near"``, ``"mirror"`` or
+        ``""``), ``text`` the members' common detail (or ``""`` when their details
+        differ) and members ``[image, score, removed, detail, related]``, ``related``
+        being the image index of the member's ``related_row`` (its closest copy) or -1.
+        ``removed`` is 1 when ``plan`` removes the image. ``image`` indexes ``meta``;
+        ``detail`` and ``text`` index ``strings``. Entries come in the page's default
+        order: worst first, and among equal scores one class after another (a group's
+        class is that of its first image), so a first page shows a mix of classes even
+        when the input is sorted by class.
 
     Raises
     ------
@@ -166,8 +177,8 @@ def gallery_payload(dataset: FaceDataset, result: AuditResult, *,
     >>> from ferclean.demo import make_demo
     >>> ds = make_demo(n_faces=300).dataset
     >>> data = gallery_payload(ds, ferclean.audit(ds, only=["exact_duplicate", "outlier"]))
-    >>> list(data["galleries"])  # every gallery of the page; those not run are empty
-    ['cross_split_leak', 'exact_duplicate', 'near_duplicate', 'label_conflict', 'outlier']
+    >>> list(data["galleries"])[:3]  # every gallery of the page, leaks first; not run: empty
+    ['cross_split_leak', 'exact_duplicate', 'near_duplicate']
     >>> data["galleries"]["outlier"]["layout"], data["galleries"]["near_duplicate"]["total"]
     ('items', 0)
     >>> {g[3] for g in data["galleries"]["exact_duplicate"]["groups"]}
@@ -175,12 +186,16 @@ def gallery_payload(dataset: FaceDataset, result: AuditResult, *,
     """
     findings = result.findings
     positions = image_positions(dataset, findings)
+    plan = CleaningPlan.resolve(plan)
+    removed = np.zeros(len(dataset), bool)
+    removed[plan_removals(dataset, findings, plan, positions)] = True
     galleries, used = {}, set()
     for spec in report_issues(findings):
         if spec.layout is None:
             continue
         mask = (findings["issue"] == spec.issue).to_numpy()
-        part = findings[mask].assign(_pos=positions[mask])
+        part = findings[mask].assign(_pos=positions[mask], _removed=removed[positions[mask]],
+                                     _label=dataset.labels[positions[mask]])
         if spec.layout == "items":
             gallery = _item_gallery(part, max_per_gallery)
         else:
@@ -203,6 +218,7 @@ def gallery_payload(dataset: FaceDataset, result: AuditResult, *,
         "split_colors": list(SPLIT_COLORS),
         "items_per_page": ITEMS_PER_PAGE,
         "groups_per_page": GROUPS_PER_PAGE,
+        "plan": plan.name,
         "images": list(uri_index),
         "meta": {
             "img": uri_of,
@@ -259,9 +275,51 @@ def image_positions(dataset: FaceDataset, findings: pd.DataFrame) -> np.ndarray:
     return pos.astype(np.int64)
 
 
+def plan_removals(dataset: FaceDataset, findings: pd.DataFrame,
+                  plan: CleaningPlan | str = "strict",
+                  positions: np.ndarray | None = None) -> np.ndarray:
+    """Dataset positions of the images ``plan`` removes given ``findings``, sorted.
+
+    What :func:`ferclean.cleaning.select_removals` selects (so the report's marks agree
+    with ``ferclean clean``), with findings matched to images as :func:`image_positions`
+    matches them (``positions``, when already computed).
+
+    Examples
+    --------
+    >>> import ferclean
+    >>> from ferclean.demo import make_demo
+    >>> ds = make_demo(n_faces=300).dataset
+    >>> found = ferclean.audit(ds, only=["exact_duplicate", "cross_split_leak"]).findings
+    >>> removed = plan_removals(ds, found, "strict")
+    >>> len(removed) > 0, set(ds.split_names[removed])  # strict keeps every test image
+    (True, {'Training'})
+    """
+    plan = CleaningPlan.resolve(plan)
+    if positions is None:
+        positions = image_positions(dataset, findings)
+    # select_removals names images by row, which may repeat (concatenated datasets):
+    # give it positions as rows instead.
+    by_position = FaceDataset(dataset.pixels, rows=np.arange(len(dataset)))
+    chosen = select_removals(by_position, plan, findings.assign(row=positions))
+    return np.unique(chosen["position"].to_numpy(np.int64))
+
+
+def _class_turns(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For entries in score order: how many earlier entries share score and class.
+
+    Sorting by (score, turn, class) deals equal scores out one class at a time.
+    """
+    frame = pd.DataFrame({"score": scores, "label": labels})
+    return frame.groupby(["score", "label"], sort=False).cumcount().to_numpy()
+
+
 def _item_gallery(part: pd.DataFrame, limit: int | None) -> dict[str, Any]:
-    """One entry per image, worst first, then by row."""
-    part = part.sort_values(["score", "row"], ascending=[False, True], kind="stable")
+    """One entry per image, worst first; equal scores one class after another, by row."""
+    part = part.assign(_score=part["score"].round(4))
+    part = part.sort_values(["_score", "row"], ascending=[False, True], kind="stable")
+    part = part.assign(_turn=_class_turns(part["_score"].to_numpy(), part["_label"].to_numpy()))
+    part = part.sort_values(["_score", "_turn", "_label", "row"],
+                            ascending=[False, True, True, True], kind="stable")
     total = len(part)
     if limit is not None:
         part = part.iloc[:limit]
@@ -269,13 +327,16 @@ def _item_gallery(part: pd.DataFrame, limit: int | None) -> dict[str, Any]:
         "layout": "items",
         "total": total,
         "_raw": list(zip(part["_pos"].tolist(), part["score"].tolist(),
-                         part["detail"].tolist(), strict=True)),
+                         part["detail"].tolist(), part["_removed"].tolist(),
+                         part["suggested_label"].tolist(), part["probabilities"].tolist(),
+                         strict=True)),
         "_positions": set(part["_pos"].tolist()),
     }
 
 
 def _group_gallery(part: pd.DataFrame, limit: int | None) -> dict[str, Any]:
-    """One entry per group, members by row; groups worst first, then by first row."""
+    """One entry per group, members by row; groups worst first, equal scores one class
+    (of the group's first image) after another, then by first row."""
     groups = []
     part = part.sort_values(["group", "row"], kind="stable")
     for _, g in part.groupby("group", sort=False):
@@ -293,12 +354,18 @@ def _group_gallery(part: pd.DataFrame, limit: int | None) -> dict[str, Any]:
         groups.append({
             "score": max(scores),
             "first_row": int(first),
+            "label": int(g["_label"].iloc[0]),  # members are in row order
             "kind": kinds[0] if kinds else "",
             "text": details[0] if len(set(details)) == 1 else "",
-            "members": list(zip(pos, scores, (rows != first).tolist(), details, related,
+            "members": list(zip(pos, scores, g["_removed"].tolist(), details, related,
                                 strict=True)),
         })
-    groups.sort(key=lambda gr: (-gr["score"], gr["first_row"]))
+    groups.sort(key=lambda gr: (-round(gr["score"], 4), gr["first_row"]))
+    turns = _class_turns(np.array([round(gr["score"], 4) for gr in groups]),
+                         np.array([gr["label"] for gr in groups], np.int64))
+    order = sorted(range(len(groups)), key=lambda i: (
+        -round(groups[i]["score"], 4), turns[i], groups[i]["label"], groups[i]["first_row"]))
+    groups = [groups[i] for i in order]
     total = len(groups)
     if limit is not None:
         groups = groups[:limit]
@@ -322,7 +389,12 @@ def _finalise(gallery: dict[str, Any], index_of: dict[int, int],
 
     raw = gallery.pop("_raw")
     if gallery["layout"] == "items":
-        gallery["items"] = [[index_of[p], round(s, 4), sid(d)] for p, s, d in raw]
+        # label findings add their suggested label and the model's probabilities (as
+        # percentages, for the card's small bar chart); -1 / null elsewhere
+        gallery["items"] = [
+            [index_of[p], round(s, 4), sid(d), int(r), int(sug),
+             [round(float(v) * 100) for v in probs.split()] if probs else None]
+            for p, s, d, r, sug, probs in raw]
         return
     gallery["groups"] = [
         [round(gr["score"], 4), sid(gr["text"]),

@@ -34,12 +34,19 @@ import numpy as np
 
 from ferclean._atomic import atomic_file
 from ferclean._json import to_plain
+from ferclean._progress import Progress
 from ferclean._validation import check_dataset
+from ferclean.cleaning import CleaningPlan
 from ferclean.dataset import FaceDataset
 from ferclean.findings import AuditResult
 from ferclean.reporting import _sections as sec
 from ferclean.reporting.figures import FIGURES, _write_pngs, mean_pixel_stats
-from ferclean.reporting.galleries import gallery_payload, report_issues
+from ferclean.reporting.galleries import (
+    gallery_payload,
+    image_positions,
+    plan_removals,
+    report_issues,
+)
 
 __all__ = ["render_html", "write_report"]
 
@@ -75,6 +82,8 @@ def write_report(
     figures_dir: str | os.PathLike | None = None,
     title: str | None = None,
     max_per_gallery: int | None = None,
+    plan: CleaningPlan | str = "strict",
+    progress: bool = False,
 ) -> Path:
     """Write the self-contained HTML report of an audit, atomically.
 
@@ -96,6 +105,12 @@ def write_report(
     max_per_gallery : int, default=None
         Keep at most this many images, or groups, per gallery (worst first), to make
         the file smaller; ``None`` keeps all. The page says how many were left out.
+    plan : CleaningPlan or str, default="strict"
+        The cleaning plan (preset name or plan file) whose removals the galleries and
+        tiles show: every image is marked ``removed`` or ``kept`` as
+        :func:`ferclean.cleaning.clean` with this plan and these findings would treat it.
+    progress : bool, default=False
+        Show a progress bar on stderr (the full FER-2013 report takes some seconds).
 
     Returns
     -------
@@ -124,7 +139,7 @@ def write_report(
     (True, False, False)
     """
     page = render_html(dataset, result, title=title, max_per_gallery=max_per_gallery,
-                       figures_dir=figures_dir)
+                       figures_dir=figures_dir, plan=plan, progress=progress)
     path = Path(path)
     with atomic_file(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
@@ -138,6 +153,8 @@ def render_html(
     title: str | None = None,
     max_per_gallery: int | None = None,
     figures_dir: str | os.PathLike | None = None,
+    plan: CleaningPlan | str = "strict",
+    progress: bool = False,
 ) -> str:
     """The report's HTML as a string (what :func:`write_report` writes).
 
@@ -163,22 +180,40 @@ def render_html(
             or max_per_gallery < 1):
         raise ValueError(f"max_per_gallery must be None or a positive integer; "
                          f"got {max_per_gallery!r}")
-    payload = gallery_payload(dataset, result, max_per_gallery=max_per_gallery)
+    plan = CleaningPlan.resolve(plan)
+    bar = Progress(3, "report: galleries", enabled=progress, tick=0.5)
+    with bar:
+        payload = gallery_payload(dataset, result, max_per_gallery=max_per_gallery, plan=plan)
+        bar.update()
+        bar.set_description("report: figures")
+        figures = _figures_html(dataset, result, figures_dir)
+        bar.update()
+        bar.set_description("report: page")
+        page = _page(dataset, result, payload, plan, figures, title)
+        bar.update()
+    return page
+
+
+def _page(dataset: FaceDataset, result: AuditResult, payload: dict[str, Any],
+          plan: CleaningPlan, figures: str, title: str | None) -> str:
+    """The page around the gallery payload and the figures' HTML."""
+    positions = image_positions(dataset, result.findings)
+    removed = np.isin(positions, plan_removals(dataset, result.findings, plan, positions))
     specs = report_issues(result.findings)
     ran = _issues_run(result, {s.issue for s in specs})
     if title is None:  # the file name of the source: its full path is shown below
         title = f"ferclean audit: {Path(dataset.source).name if dataset.source else 'dataset'}"
     body = "\n".join([
         sec.header(dataset, title, specs),
-        sec.cards(dataset, result, ran, specs),
+        sec.cards(dataset, result, ran, specs, removed, plan.name),
         sec.leak_callout(result, ran),
         '<section id="distribution"><h2>Class distribution per split</h2>',
         sec.class_table(dataset, result),
         "</section>",
         '<section id="figures"><h2>Exploratory figures</h2><div class="figures">',
-        _figures_html(dataset, result, figures_dir),
+        figures,
         "</div></section>",
-        sec.toolbar(dataset),
+        sec.toolbar(dataset, plan.name),
         *(sec.gallery_section(spec, payload["galleries"][spec.issue], ran)
           for spec in specs if spec.layout is not None),
         sec.footer(),

@@ -122,6 +122,25 @@ def test_face_model_is_deterministic_and_seeded(small_demo):
     assert planted <= set(found[0].row) and planted <= set(found[1].row)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_face_model_does_not_depend_on_input_order(demo, face_model, seed):
+    # The demo in another order flagged 50 images instead of 51 (the random subsample
+    # and references were positions in input order): now the same images, same scores.
+    auditor, found = face_model
+    perm = np.random.default_rng(seed).permutation(len(demo.dataset))
+    permuted = OutlierAuditor()
+    again = permuted.audit(demo.dataset.subset(perm))
+    assert sorted(again.image_id) == sorted(found.image_id)
+    by_id = found.set_index("image_id")
+    np.testing.assert_array_equal(again.score.to_numpy(), by_id.loc[again.image_id, "score"])
+    assert (again.detail.to_numpy() == by_id.loc[again.image_id, "detail"].to_numpy()).all()
+    np.testing.assert_array_equal(permuted.scores_, auditor.scores_[perm])
+    pd.testing.assert_frame_equal(permuted.features_, auditor.features_.iloc[perm]
+                                  .reset_index(drop=True))
+    feats, _, _ = face_features(demo.dataset.pixels[perm])
+    pd.testing.assert_frame_equal(feats, auditor.features_.iloc[perm].reset_index(drop=True))
+
+
 def test_threshold_and_contamination(small_demo):
     ds = small_demo.dataset
     base = OutlierAuditor()

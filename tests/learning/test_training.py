@@ -182,8 +182,9 @@ def test_predict_proba_rows_sum_to_one_and_predict_is_its_argmax(run, data):
 def test_train_result_save_writes_the_live_checkpoint(run, tmp_path):
     result, out = run
     saved = result.save(tmp_path / "again")
-    assert sorted(p.name for p in saved.iterdir()) == [
-        "checkpoint.json", "history.json", "params.msgpack", "training_curves.png"]
+    assert sorted(p.name for p in saved.iterdir()) == [  # .ferclean-output: ferclean's
+        ".ferclean-output", "checkpoint.json", "history.json", "params.msgpack",
+        "training_curves.png"]
     # The live checkpoint of the best epoch and the result's model are the same bytes.
     for name in ("params.msgpack", "checkpoint.json"):
         assert (saved / name).read_bytes() == (out / name).read_bytes()
@@ -212,7 +213,8 @@ def test_evaluating_a_model_or_its_checkpoint_folder_agrees(run, demo, tmp_path)
     ev.save(tmp_path / "a")
     from_path = evaluate(out, test_ds, saliency_per_class=1)
     from_path.save(tmp_path / "b")
-    assert ev.files == from_path.files == sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert ev.files == from_path.files == sorted(
+        p.name for p in (tmp_path / "a").iterdir() if p.name != ".ferclean-output")
     for name in ("predictions.csv", "classification_report.csv", "saliency.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert ev.metrics["accuracy"] == from_path.metrics["accuracy"]
@@ -242,7 +244,7 @@ def test_evaluation_save_writes_figures_and_json(run, demo, tmp_path):
                 "confusion_matrix.png", "saliency.png", "saliency.json", "saliency.npz",
                 "training_curves.png"}
     assert set(evaluation.files) == expected
-    assert {p.name for p in report_dir.iterdir()} == expected
+    assert {p.name for p in report_dir.iterdir()} == {*expected, ".ferclean-output"}
     for png in ("confusion_matrix.png", "saliency.png", "training_curves.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((report_dir / "metrics.json").read_text())

@@ -26,12 +26,13 @@ from ferclean.demo import make_demo
 from ferclean.findings import make_findings, read_findings
 from ferclean.reporting import report, save_figures, write_report
 from ferclean.reporting.figures import mean_pixel_boxplot, mean_pixel_stats
-from ferclean.reporting.galleries import report_issues
+from ferclean.reporting.galleries import gallery_payload, report_issues
 from helpers import make_random_dataset
 
 # The built-in galleries in page order (derived from the auditor registry).
 GALLERY_ISSUES = [s.issue for s in report_issues() if s.layout is not None]
 GROUP_ISSUES = [s.issue for s in report_issues() if s.layout == "groups"]
+ITEM_ISSUES = [s.issue for s in report_issues() if s.layout == "items"]
 ITEMS_PER_PAGE, GROUPS_PER_PAGE = 60, 30
 
 
@@ -145,7 +146,7 @@ def expected_matches(result, issue: str, *, split: str | None = None,
         hit &= (part["split"] == split).to_numpy()
     if label is not None:
         hit &= (part["label"] == label).to_numpy()
-    if issue == "outlier":
+    if issue in ITEM_ISSUES:
         return int((hit & (part["score"] >= min_score).to_numpy()).sum())
     best = part.groupby("group")["score"].transform("max").to_numpy()
     return int(part.loc[hit & (best >= min_score), "group"].nunique())
@@ -201,7 +202,7 @@ def test_report_size_and_images(built):
     # each gallery holds all its findings
     for issue in GALLERY_ISSUES:
         gallery, part = data["galleries"][issue], result.of(issue)
-        if issue == "outlier":
+        if issue in ITEM_ISSUES:
             assert len(gallery["items"]) == len(part) == gallery["total"]
         else:
             assert len(gallery["groups"]) == part["group"].nunique() == gallery["total"]
@@ -489,6 +490,72 @@ def test_no_pyplot_in_reporting():
                 assert ast.unparse(node.value) != "matplotlib", (src.name, node.lineno)
 
 
+# ---------------------------------------------------------------------- plan marks, order
+@pytest.fixture(scope="module")
+def by_class():
+    """The small demo sorted by class, as FER-2013's image folders are, with fresh rows
+    and the long ids of a folder dataset."""
+    ds = make_demo(n_faces=300).dataset
+    order = np.argsort(ds.labels, kind="stable")
+    names = np.asarray(ferclean.dataset.EMOTIONS)[ds.labels[order]]
+    ids = [f"train/{e}/Training_{10_000_000 + i}.jpg" for i, e in enumerate(names)]
+    ds = ferclean.FaceDataset(ds.pixels[order], ds.labels[order], ds.splits[order], ids)
+    return ds, ferclean.audit(ds)
+
+
+def _removed_rows(ds, result, plan: str) -> set[int]:
+    from ferclean.cleaning import CleaningPlan, select_removals
+
+    chosen = select_removals(ds, CleaningPlan.resolve(plan), result.findings)
+    return set(ds.rows[chosen["position"].to_numpy()].tolist())
+
+
+@pytest.mark.parametrize("plan", ["strict", "dedup"])
+def test_marks_are_what_the_plan_removes(by_class, plan):
+    ds, result = by_class
+    data = ferclean.reporting.gallery_payload(ds, result, plan=plan)
+    assert data["plan"] == plan
+    want = _removed_rows(ds, result, plan)
+    rows, splits = data["meta"]["row"], data["meta"]["split"]
+    marks = {}
+    for gallery in data["galleries"].values():
+        entries = gallery.get("items", [])
+        entries = [[it[0], it[3]] for it in entries] + [
+            [m[0], m[2]] for g in gallery.get("groups", []) for m in g[2]]
+        for image, removed in entries:
+            marks.setdefault(rows[image], set()).add(removed)
+    assert all(len(v) == 1 for v in marks.values())  # one mark per image, in every gallery
+    assert {r for r, v in marks.items() if v == {1}} == want & set(marks)
+    test_rows = {rows[i] for i in range(len(rows)) if splits[i] != 0}
+    leaking_tests = {rows[m[0]] for g in data["galleries"]["cross_split_leak"]["groups"]
+                     for m in g[2]} & test_rows
+    assert leaking_tests
+    if plan == "strict":  # strict removes from Training only: test copies are kept
+        assert not any(marks[r] == {1} for r in test_rows)
+    else:  # dedup keeps the first copy of each group, wherever it is
+        assert any(marks[r] == {1} for r in test_rows)
+
+
+def test_equal_scores_are_dealt_out_by_class(by_class):
+    """With the input sorted by class, the first entries of a gallery are not all of one
+    class: among equal scores the classes take turns."""
+    ds, result = by_class
+    data = ferclean.reporting.gallery_payload(ds, result)
+    labels = data["meta"]["label"]
+    for issue, gallery in data["galleries"].items():
+        entries = ([(g[0], labels[g[2][0][0]]) for g in gallery.get("groups", [])]
+                   or [(it[1], labels[it[0]]) for it in gallery.get("items", [])])
+        if not entries:
+            continue
+        scores = [score for score, _ in entries]
+        assert scores == sorted(scores, reverse=True), issue
+        tied = [label for score, label in entries if score == scores[0]]
+        n_classes = len(set(tied))
+        assert len(set(tied[:n_classes])) == n_classes, (issue, tied)
+    leak = [labels[g[2][0][0]] for g in data["galleries"]["cross_split_leak"]["groups"]]
+    assert len(set(leak[:6])) >= 5
+
+
 # ---------------------------------------------------------------------- browser tests
 def test_browser_renders_real_images(built, tmp_path):
     _, result, path = built
@@ -589,3 +656,78 @@ def test_browser_screenshot(built, tmp_path):
         assert im.size == (1280, 3000)
         grey = np.asarray(im.convert("L"), dtype=np.float64)
     assert grey.std() > 20, "the screenshot looks blank"
+
+
+def test_browser_marks_order_figures_and_captions(by_class, tmp_path):
+    """In the browser, at 1280 px: each image is marked as plan strict treats it, the
+    leak gallery's first page follows the payload's class-mixed order, the figures are
+    shown at their full width and open enlarged on a click, and no caption is cut."""
+    ds, result = by_class
+    path = write_report(ds, result, tmp_path / "report.html")
+    probe = """<script>
+    window.addEventListener("load", function () {
+      var b = document.body, figs = document.querySelectorAll("figure.plot img");
+      b.setAttribute("data-t-figures", figs.length);
+      b.setAttribute("data-t-fig-width", Math.min.apply(null, Array.prototype.map.call(
+        figs, function (i) { return i.getBoundingClientRect().width; })));
+      figs[0].click();
+      var box = document.getElementById("lightbox");
+      b.setAttribute("data-t-lightbox", box.hidden ? "hidden" :
+                     box.querySelector("img").className);
+      var cut = [];
+      document.querySelectorAll(".item figcaption, .item figcaption *").forEach(
+        function (e) {
+          if (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1)
+            cut.push(e.className + ": " + e.textContent);
+        });
+      b.setAttribute("data-t-cut", JSON.stringify(cut.slice(0, 5)));
+    });
+    </script>"""
+    page = tmp_path / "probed.html"
+    page.write_text(path.read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
+                    encoding="utf-8")
+    done = run_chromium(tmp_path, "--window-size=1280,2000", "--dump-dom", page.as_uri())
+    dom = Dom(done.stdout)
+    assert dom.body.get("data-ready") == "1"
+    removed = _removed_rows(ds, result, "strict")
+    assert dom.items
+    for item in dom.items:
+        a = item["attrs"]
+        assert a["data-removed"] == ("1" if int(a["data-row"]) in removed else "0"), a
+        if a["data-split"] != "Training":
+            assert a["data-removed"] == "0"
+    data = payload(page.read_text(encoding="utf-8"))
+    want = [data["meta"]["row"][g[2][0][0]]
+            for g in data["galleries"]["cross_split_leak"]["groups"][:GROUPS_PER_PAGE]]
+    shown = [min(int(m["attrs"]["data-row"]) for m in g["members"])
+             for g in dom.groups_of("cross_split_leak")]
+    assert shown == want
+    assert dom.body["data-t-figures"] == "3"
+    assert float(dom.body["data-t-fig-width"]) >= 880  # was 590 px, three to a row
+    assert dom.body["data-t-lightbox"] == "plot-big"
+    assert json.loads(dom.body["data-t-cut"]) == []
+
+
+def test_label_issue_gallery_shows_suggestion_and_probability_bars(demo, tmp_path):
+    """Worst first, each card with its given label, the suggested label and a bar per
+    class of the model's probabilities (in the payload and as drawn by the browser)."""
+    ds, _ = demo
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(7, 0.3), len(ds))  # a confident, often wrong "model"
+    result = ferclean.audit(ds, only=["label_issue"],
+                            params={"label_issue": {"pred_probs": probs}})
+    model = result.findings[result.findings.signal == "model"]
+    assert len(model) > 0
+    payload = gallery_payload(ds, result)["galleries"]["label_issue"]
+    items = payload["items"]
+    assert [it[1] for it in items] == sorted((it[1] for it in items), reverse=True)
+    with_bars = [it for it in items if it[5] is not None]
+    assert len(with_bars) == len(model)
+    assert all(len(it[5]) == 7 and it[4] >= 0 for it in with_bars)
+    path = write_report(ds, result, tmp_path / "report.html")
+    if chromium_binary() is None:
+        pytest.skip("headless browser test needs chromium (apt-get install -y chromium)")
+    done = run_chromium(tmp_path, "--dump-dom", path.as_uri())
+    shown = min(len(items), ITEMS_PER_PAGE)
+    assert done.stdout.count('data-testid="suggested"') == shown
+    assert done.stdout.count('data-testid="probs"') == min(len(with_bars), shown)

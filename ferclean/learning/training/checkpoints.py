@@ -205,13 +205,15 @@ def read_history(directory: str | os.PathLike) -> list[dict[str, Any]] | None:
     return json.loads(path.read_text()).get("epochs") or None
 
 
-def _prepare_run_folder(out: Path, *, overwrite: bool) -> None:
-    """Make ``out`` ready for one run's files: refuse an earlier checkpoint, clear stale files."""
-    if (out / META_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a checkpoint; pass overwrite=True")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+def _prepare_run_folder(out: Path, *, overwrite: bool,
+                        inputs: Sequence[str | os.PathLike | None] = ()) -> None:
+    """Make ``out`` ready for one run's files, through the output guard: never an input or
+    inside one, never a folder ferclean did not write, an earlier run only with
+    ``overwrite``; then clear the earlier run's files."""
+    from ferclean._outputs import claim_dir
+
+    claim_dir(out, what="ferclean training run", inputs=inputs, overwrite=overwrite,
+              known=RUN_FILES)
     for stale in RUN_FILES:
         (out / stale).unlink(missing_ok=True)  # never mix files of two runs
 

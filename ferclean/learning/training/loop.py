@@ -16,6 +16,7 @@ epsilon 1e-7 as Keras), batch 64, reduce-LR-on-plateau on the validation loss (f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ferclean._outputs import dataset_inputs
 from ferclean._progress import Progress
 from ferclean._validation import check_dataset
 from ferclean.dataset import EMOTIONS, FaceDataset
@@ -330,7 +332,7 @@ def train(
     jax = _jax().jax
     if out is not None:
         out = Path(out)
-        _prepare_run_folder(out, overwrite=overwrite)
+        _prepare_run_folder(out, overwrite=overwrite, inputs=dataset_inputs(train_ds, val_ds))
     feed = _Feed.build(train_ds, config, jax.default_backend())
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed, impl=PRNG_IMPL))
     state = create_train_state(_module(config.model, config.model_kwargs), config, init_key)
@@ -356,4 +358,6 @@ def train(
         state, stop = run.end_epoch(state, row)
         if stop:
             break
-    return run.result(state, first_step_s)
+    # the result remembers its data's sources: its save() never writes into them
+    return dataclasses.replace(run.result(state, first_step_s),
+                               inputs=dataset_inputs(train_ds, val_ds))

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ferclean._outputs import claim_dir, output_dir
 from ferclean.learning.training.checkpoints import (
     CURVES_FILE,
-    _prepare_run_folder,
+    RUN_FILES,
     _write_history,
     save_checkpoint,
 )
@@ -44,6 +45,8 @@ class TrainResult:
         Where ``train(..., out=...)`` wrote checkpoints and history while training.
     monitor : str, default="val_loss"
         What the callbacks watched: ``"val_loss"``, or ``"loss"`` without validation data.
+    inputs : tuple of str, default=()
+        Where the training data was read from: :meth:`save` never writes into them.
 
     Examples
     --------
@@ -66,6 +69,7 @@ class TrainResult:
     first_step_s: float
     out: Path | None = None
     monitor: str = "val_loss"
+    inputs: tuple[str, ...] = ()
 
     def save(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the run into ``out``: checkpoint, ``history.json``, ``training_curves.png``.
@@ -76,11 +80,12 @@ class TrainResult:
         Parameters
         ----------
         out : path
-            Created if missing.
+            Created if missing. Never the training data's source (:attr:`inputs`) or
+            inside it, never a non-empty folder ferclean did not write.
         overwrite : bool, default=False
-            Allow ``out`` to hold an earlier run's checkpoint, whose files are removed
-            first. The folder this run wrote to while training (:attr:`out`) is always
-            allowed: its files are rewritten in place.
+            Allow ``out`` to hold an earlier run, which the new one replaces as a unit.
+            The folder this run wrote to while training (:attr:`out`) is always allowed:
+            its files are rewritten in place.
 
         Returns
         -------
@@ -91,6 +96,8 @@ class TrainResult:
         ------
         FileExistsError
             If ``out`` holds another run's checkpoint and ``overwrite`` is False.
+        ferclean._outputs.OutputError
+            If ``out`` is a file, an input, or a folder that ferclean did not write.
 
         Examples
         --------
@@ -103,16 +110,25 @@ class TrainResult:
         ...                   batch_size=32)
         >>> result = train((ds.split("Training")[:64], ds.split("PublicTest")), cfg)
         >>> out = result.save(pathlib.Path(tempfile.mkdtemp()) / "run")
-        >>> sorted(p.name for p in out.iterdir())
-        ['checkpoint.json', 'history.json', 'params.msgpack', 'training_curves.png']
+        >>> sorted(p.name for p in out.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+        ['.ferclean-output', 'checkpoint.json', 'history.json', 'params.msgpack',
+         'training_curves.png']
         """
-        from ferclean.learning.plots import plot_training_curves
-
         out = Path(out)
         own = self.out is not None and out.resolve() == Path(self.out).resolve()
-        if not own:  # rewriting our own files in place keeps them until replaced
-            _prepare_run_folder(out, overwrite=overwrite)
-        save_checkpoint(out, self.model, config=self.config, info=self.model.info)
-        _write_history(out, self.monitor, self.history.to_dict(orient="records"))
-        plot_training_curves(self.history, path=out / CURVES_FILE)
+        if own:  # rewriting our own files in place keeps them until replaced
+            claim_dir(out, what="ferclean training run", inputs=self.inputs,
+                      known=RUN_FILES, resume=True)
+            self._write(out)
+        else:  # a new folder, or an earlier run's replaced as a unit
+            with output_dir(out, what="ferclean training run", inputs=self.inputs,
+                            overwrite=overwrite, known=RUN_FILES) as tmp:
+                self._write(tmp)
         return out
+
+    def _write(self, folder: Path) -> None:
+        from ferclean.learning.plots import plot_training_curves
+
+        save_checkpoint(folder, self.model, config=self.config, info=self.model.info)
+        _write_history(folder, self.monitor, self.history.to_dict(orient="records"))
+        plot_training_curves(self.history, path=folder / CURVES_FILE)

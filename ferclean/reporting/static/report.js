@@ -70,22 +70,29 @@
 
   // ------------------------------------------------------------- filtering
   function byRow(a, b) { return M.row[a] - M.row[b]; }
+  // Sorting by score keeps the payload's order among equal scores (sort is stable):
+  // there they come one class after another, so a first page shows a mix of classes.
   function filter(issue) {
     var g = D.galleries[issue], list;
     if (g.layout === "items") {
       list = g.items.filter(function (it) { return it[1] >= state.min && matches(it[0]); });
       list.sort(state.sort === "row"
         ? function (a, b) { return byRow(a[0], b[0]); }
-        : function (a, b) { return b[1] - a[1] || byRow(a[0], b[0]); });
+        : function (a, b) { return b[1] - a[1]; });
     } else {
       list = g.groups.filter(function (gr) {
         return gr[0] >= state.min && gr[2].some(function (m) { return matches(m[0]); });
       });
       list.sort(state.sort === "row"
         ? function (a, b) { return byRow(a[2][0][0], b[2][0][0]); }
-        : function (a, b) { return b[0] - a[0] || byRow(a[2][0][0], b[2][0][0]); });
+        : function (a, b) { return b[0] - a[0]; });
     }
     return list;
+  }
+  // what the report's plan does with an image: a badge and its tooltip
+  function planMark(removed) {
+    return {text: removed ? "removed" : "kept",
+            title: "plan " + D.plan + (removed ? " removes this image" : " keeps this image")};
   }
 
   // ------------------------------------------------------------- rendering
@@ -133,8 +140,32 @@
     var badges = el("div");
     badges.appendChild(el("span", "badge s" + M.split[i], SPL[M.split[i]]));
     badges.appendChild(el("span", "badge lab", labelName(M.label[i])));
-    if (opts.extra) badges.appendChild(el("span", "badge rm", opts.extra));
+    if (opts.extra) {
+      var mark = el("span", "badge rm" + (opts.extra.text === "removed" ? " gone" : ""),
+                    opts.extra.text);
+      mark.title = opts.extra.title;
+      mark.setAttribute("data-testid", "plan-mark");
+      f.setAttribute("data-removed", opts.extra.text === "removed" ? "1" : "0");
+      badges.appendChild(mark);
+    }
+    if (opts.suggested !== undefined && opts.suggested >= 0) {
+      var sug = el("span", "badge sug", "\u2192 " + labelName(opts.suggested));
+      sug.title = "suggested label";
+      sug.setAttribute("data-testid", "suggested");
+      badges.appendChild(sug);
+    }
     c.appendChild(badges);
+    if (opts.probs) {  // the model's probability per class: given and suggested marked
+      var bars = el("div", "probs");
+      bars.setAttribute("data-testid", "probs");
+      opts.probs.forEach(function (pct, k) {
+        var b = el("span", k === M.label[i] ? "given" : (k === opts.suggested ? "sug" : null));
+        b.style.height = Math.max(pct, 2) + "%";
+        b.title = labelName(k) + ": " + pct + "%";
+        bars.appendChild(b);
+      });
+      c.appendChild(bars);
+    }
     if (opts.similar && opts.related >= 0) {
       var r = el("div", "related", "closest: #" + M.row[opts.related]);
       r.setAttribute("data-testid", "related");
@@ -161,7 +192,7 @@
       return (key === "label" ? labelName(v) : SPL[v]) + " ×" + counts[v];
     }).join(", ");
   }
-  // gr: [score, text, members, kind]; members: [image, score, removable, detail, related]
+  // gr: [score, text, members, kind]; members: [image, score, removed, detail, related]
   function group(issue, gr) {
     var kind = gr[3], similar = kind === "near" || kind === "mirror";
     var box = el("div", "group" + (issue === "label_conflict" ? " conflict" : ""));
@@ -191,7 +222,7 @@
     box.appendChild(head);
     var row = el("div", "members");
     gr[2].forEach(function (m) {
-      var it = card(issue, m[0], m[1], {extra: m[2] ? "removable" : "kept",
+      var it = card(issue, m[0], m[1], {extra: planMark(m[2]),
                                         similar: similar, related: m[4]});
       it.title = S[m[3]];
       row.appendChild(it);
@@ -213,8 +244,10 @@
     }
     var frag = document.createDocumentFragment();
     slice.forEach(function (e) {
-      frag.appendChild(g.layout === "items" ? card(issue, e[0], e[1], {detail: e[2]})
-                                             : group(issue, e));
+      frag.appendChild(g.layout === "items"
+        ? card(issue, e[0], e[1], {detail: e[2], extra: planMark(e[3]),
+                                   suggested: e[4], probs: e[5]})
+        : group(issue, e));
     });
     sec.appendChild(frag);
     var unit = g.layout === "items" ? "images" : "groups";
@@ -270,12 +303,24 @@
 
   // ------------------------------------------------------------- lightbox
   var box = document.getElementById("lightbox");
-  function openLightbox(i) {
-    box.querySelector("img").src = IMG[M.img[i]];
-    box.querySelector(".lb-caption").textContent = "row " + M.row[i] + " · " + M.id[i] +
-      " · " + SPL[M.split[i]] + " · " + labelName(M.label[i]);
+  function showLightbox(src, cls, caption) {
+    var img = box.querySelector("img");
+    img.src = src;
+    img.className = cls;
+    box.querySelector(".lb-caption").textContent = caption;
     box.hidden = false;
   }
+  function openLightbox(i) {
+    showLightbox(IMG[M.img[i]], "face big", "row " + M.row[i] + " · " + M.id[i] + " · " +
+                 SPL[M.split[i]] + " · " + labelName(M.label[i]));
+  }
+  // figures open at their full resolution
+  document.querySelectorAll("figure.plot img").forEach(function (img) {
+    img.addEventListener("click", function () {
+      var cap = img.closest("figure").querySelector("figcaption");
+      showLightbox(img.src, "plot-big", cap ? cap.textContent : "");
+    });
+  });
   box.addEventListener("click", function () { box.hidden = true; });
   document.addEventListener("keydown", function (e) {
     if (e.key === "Escape") box.hidden = true;
