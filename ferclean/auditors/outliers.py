@@ -37,7 +37,7 @@ Two methods, chosen with ``method``:
     four times as many real faces at the same recall). The log distance becomes a
     robust z-score against all images of the dataset, and that a score in [0, 1]:
     ``z**2 / (z**2 + 4.75**2)`` for ``z > 0``, so 0.5 at ``z = 4.75``, the default cut.
-    On FER-2013 with planted non-faces it finds about 92% of them, and most real images
+    On FER-2013 with planted non-faces it finds about 93% of them, and most real images
     it flags are FER-2013's own non-faces and cartoons (see
     ``benchmarks/results/outliers.json``).
 
