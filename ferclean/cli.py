@@ -418,8 +418,10 @@ def _write_audit(args: argparse.Namespace, ds, result) -> None:  # FaceDataset, 
         if args.html:
             from ferclean.reporting import write_report
 
+            # into the guard's own temporary file or folder (already checked)
             write_report(ds, result, tmp / inner if inner else html_tmp,
-                         figures_dir=tmp / "figures", progress=_interactive())
+                         figures_dir=tmp / "figures", progress=_interactive(),
+                         overwrite=True)
 
 
 class AuditCommand(Command):
@@ -537,7 +539,7 @@ class CleanCommand(Command):
         if args.write_plan:
             with output_file(args.write_plan, inputs=inputs, outputs=[args.out],
                              overwrite=args.overwrite) as tmp:
-                plan.save(tmp)  # tmp keeps the suffix: .yaml still means YAML
+                plan.save(tmp, overwrite=True)  # its own temp file; .yaml stays YAML
         manifest = result.manifest
         print(_removed_table(manifest.removed, plan) if len(manifest.removed)
               else "nothing removed")

@@ -336,9 +336,13 @@ class CleaningPlan:
             requires={k: dict(v) for k, v in (data.get("requires") or {}).items()},
         )
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the plan as JSON (or YAML for ``.yaml``/``.yml``), atomically."""
-        from ferclean._atomic import atomic_file
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the plan as JSON (or YAML for ``.yaml``/``.yml``), atomically.
+
+        An existing file is replaced only with ``overwrite=True`` (the output guard,
+        :mod:`ferclean._outputs`, as for every output).
+        """
+        from ferclean._outputs import output_file
 
         path = Path(path)
         if path.suffix.lower() in (".yaml", ".yml"):
@@ -346,7 +350,7 @@ class CleaningPlan:
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
             text = json.dumps(self.to_dict(), indent=2) + "\n"
-        with atomic_file(path) as tmp:
+        with output_file(path, overwrite=overwrite) as tmp:
             tmp.write_text(text)
         return path
 

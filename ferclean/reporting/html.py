@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from ferclean._atomic import atomic_file
 from ferclean._json import to_plain
 from ferclean._progress import Progress
 from ferclean._validation import check_dataset
@@ -84,6 +83,7 @@ def write_report(
     max_per_gallery: int | None = None,
     plan: CleaningPlan | str = "strict",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write the self-contained HTML report of an audit, atomically.
 
@@ -95,8 +95,9 @@ def write_report(
         What :func:`ferclean.audit` returned for ``dataset`` (or
         :func:`ferclean.findings.read_findings` read back).
     path : path
-        The HTML file to write; an existing file is replaced once the new one is
-        complete. Parent folders are created.
+        The HTML file to write (never the audited data); an existing file is replaced,
+        once the new one is complete, only with ``overwrite=True``. Parent folders are
+        created.
     figures_dir : path, default=None
         Also save the figures there as PNGs (see
         :func:`ferclean.reporting.figures.save_figures`).
@@ -111,6 +112,8 @@ def write_report(
         :func:`ferclean.cleaning.clean` with this plan and these findings would treat it.
     progress : bool, default=False
         Show a progress bar on stderr (the full FER-2013 report takes some seconds).
+    overwrite : bool, default=False
+        Replace an existing ``path``.
 
     Returns
     -------
@@ -140,8 +143,11 @@ def write_report(
     """
     page = render_html(dataset, result, title=title, max_per_gallery=max_per_gallery,
                        figures_dir=figures_dir, plan=plan, progress=progress)
+    from ferclean._outputs import output_file
+
     path = Path(path)
-    with atomic_file(path) as tmp:
+    source = dataset.source if dataset.source and dataset.source != "demo" else None
+    with output_file(path, inputs=[source], overwrite=overwrite) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
 

@@ -359,3 +359,14 @@ def test_publish_with_relabels_restores_exactly(tmp_path, ds):
     release = publish(result, tmp_path / "release")
     assert len(json.loads((release / "manifest.json").read_text())["relabeled"]) == 2
     assert restore_from(release).equals(original, ids=True)
+
+
+def test_plan_save_never_replaces_a_file_without_overwrite(tmp_path):
+    """CleaningPlan.save goes through the output guard like every other output."""
+    plan = CleaningPlan.preset("relabel")
+    target = tmp_path / "plan.json"
+    target.write_text("not mine")
+    with pytest.raises(Exception, match="overwrite"):
+        plan.save(target)
+    assert target.read_text() == "not mine"
+    assert CleaningPlan.load(plan.save(target, overwrite=True)) == plan

@@ -337,7 +337,10 @@ def test_overwrites_atomically(demo, tmp_path):
     ds, result = demo
     path = tmp_path / "r.html"
     path.write_text("old")
-    write_report(ds, result, path)
+    with pytest.raises(Exception, match="overwrite"):  # the output guard: not without asking
+        write_report(ds, result, path)
+    assert path.read_text() == "old"
+    write_report(ds, result, path, overwrite=True)
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
 
