@@ -243,7 +243,8 @@ def crossval(
 
 def _net_crossval(part: FaceDataset, fold_of: np.ndarray, folds: int, model: str, seed: int,
                   config: Any, bar: Progress) -> np.ndarray:
-    """Train a reference net per fold; the next fold is its validation set."""
+    """Train a reference net per fold; the next fold is its validation set (with three
+    folds or more)."""
     import dataclasses
 
     from ferclean.learning.training.config import TrainConfig
@@ -253,11 +254,13 @@ def _net_crossval(part: FaceDataset, fold_of: np.ndarray, folds: int, model: str
     base = config if config is not None else TrainConfig()
     probs = np.zeros((len(part), len(EMOTIONS)))
     for k in range(folds):
-        val_fold = (k + 1) % folds
+        # the next fold validates (early stopping, schedule); with two folds there is no
+        # fold to spare, and the training loss is monitored instead
+        val_fold = (k + 1) % folds if folds > 2 else -1
         train_idx = np.flatnonzero((fold_of != k) & (fold_of != val_fold))
-        val_idx = np.flatnonzero(fold_of == val_fold)
+        val = part.subset(np.flatnonzero(fold_of == val_fold)) if val_fold >= 0 else None
         cfg = dataclasses.replace(base, model=model, seed=seed + k)
-        trained = train((part.subset(train_idx), part.subset(val_idx)), cfg)
+        trained = train((part.subset(train_idx), val), cfg)
         test = np.flatnonzero(fold_of == k)
         probs[test] = predict_proba(trained, part.pixels[test])
         bar.update()

@@ -137,3 +137,32 @@ def test_cli_crossval_audit_clean_relabel_restore(tmp_path, capsys):
     assert changed > 0 and f"relabeled {changed}" in out
     assert main(["restore", str(tmp_path / "clean"), "--out", str(tmp_path / "back.npz")]) == 0
     assert ferclean.load(tmp_path / "back.npz").equals(original, ids=True)
+
+
+def test_reference_net_crossval_trains_one_net_per_fold(small_demo, monkeypatch):
+    """The GPU path's bookkeeping (training itself is tested in test_training.py): one net
+    per fold, trained without its held-out fold and validated on the next, every image
+    predicted once by the net that did not see it."""
+    from ferclean.learning.training import inference, loop
+
+    calls = []
+
+    def fake_train(data, config):
+        train, val = data
+        calls.append((set(train.ids.tolist()), set(val.ids.tolist()), config.seed))
+        return len(calls) - 1  # the "trained model": its fold number
+
+    def fake_predict_proba(trained, pixels):
+        out = np.full((len(pixels), 7), 0.0)
+        out[:, trained] = 1.0  # the class is the fold's number, to see who predicted
+        return out
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr(inference, "predict_proba", fake_predict_proba)
+    r = crossval(small_demo.dataset, model="cnn_mha", folds=3, seed=1)
+    assert len(calls) == 3 and [c[2] for c in calls] == [1, 2, 3]
+    for k, (train_ids, val_ids, _) in enumerate(calls):
+        held_out = set(r.image_ids[r.fold == k].tolist())
+        assert not held_out & train_ids and not held_out & val_ids
+        assert val_ids == set(r.image_ids[r.fold == (k + 1) % 3].tolist())
+    assert (r.pred_probs.argmax(axis=1) == r.fold).all()
