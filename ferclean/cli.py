@@ -290,6 +290,15 @@ def _issue_note(name: str, entry: dict, settings: dict) -> str | None:
     grouped = REGISTRY[name].grouped if name in REGISTRY else entry.get("groups", 0) > 0
     if grouped:
         return None
+    if name == "label_issue":
+        signals = {"model": "model", "copies": "copies' vote", "ferplus": "FER+"}
+        found = entry.get("by_signal", {})
+        text = "labels doubted by " + (", ".join(
+            f"{label} {found[key]:,}" for key, label in signals.items() if found.get(key))
+            or "nothing")
+        if not entry.get("model_images"):
+            text += "; add --pred-probs (from ferclean crossval) for a model's view"
+        return text
     if name == "outlier":
         if entry.get("method") == "mean_iqr" and "lower" in entry:
             return (f"mean grey level outside {entry['lower']:.1f} to {entry['upper']:.1f} "

@@ -103,6 +103,7 @@ def test_cli_crossval_then_audit_with_pred_probs(tmp_path, capsys):
     ferclean.save(ds, tmp_path / "demo.npz")
     assert main(["audit", str(tmp_path / "demo.npz"), "--pred-probs", str(probs), "--only",
                  "label_issue", "--out", str(tmp_path / "audit")]) == 0
+    assert "labels doubted by model" in capsys.readouterr().out  # the table says what counts
     back = ferclean.read_findings(tmp_path / "audit")
     assert "model" in set(back.findings.signal)
     assert back.summary["settings"]["label_issue"]["pred_probs"] == str(probs)
