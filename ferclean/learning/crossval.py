@@ -85,13 +85,16 @@ class CrossvalResult:
         >>> read_crossval(out).image_ids.tolist()
         ['a']
         """
-        from ferclean._atomic import atomic_file
+        from ferclean._outputs import output_file
 
         path = Path(path)
         if path.suffix != ".npz":
             raise ValueError(f"{path}: out-of-fold probabilities are written as .npz")
         meta = {"format": CROSSVAL_FORMAT, "version": CROSSVAL_VERSION, **self.info}
-        with atomic_file(path, overwrite=overwrite) as tmp:
+        source = self.info.get("source")
+        # the output guard, as every output: never the data it was computed from
+        with output_file(path, overwrite=overwrite,
+                         inputs=[source] if source and source != "demo" else []) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, pred_probs=self.pred_probs.astype(np.float64),
                          image_id=self.image_ids.astype(str), row=self.rows,
@@ -100,7 +103,15 @@ class CrossvalResult:
 
 
 def read_crossval(path: str | os.PathLike) -> CrossvalResult:
-    """Read a file written by :meth:`CrossvalResult.save` (``ferclean crossval``)."""
+    """Read a file written by :meth:`CrossvalResult.save` (``ferclean crossval``).
+
+    Examples
+    --------
+    >>> read_crossval("missing.npz")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: missing.npz: not a ferclean crossval file ([Errno 2] No such file ...
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -225,8 +236,9 @@ def crossval(
                 bar.update()
         else:
             probs = _net_crossval(part, fold_of, folds, model, seed, config, bar)
-    groups_split = int(sum(len(np.unique(fold_of[groups == g])) > 1
-                           for g in np.unique(groups[np.bincount(groups)[groups] > 1])))
+    # groups seen in more than one fold: distinct (group, fold) pairs per group, vectorised
+    pairs = np.unique(np.stack([groups, fold_of]), axis=1)
+    groups_split = int((np.bincount(pairs[0]) > 1).sum())
     result = CrossvalResult(
         pred_probs=probs, image_ids=part.ids.astype(str), rows=part.rows.astype(np.int64),
         labels=labels, fold=fold_of, info={})
