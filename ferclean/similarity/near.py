@@ -104,6 +104,100 @@ def _best_hits(key: np.ndarray, hamming: np.ndarray, tr: np.ndarray, keep: int) 
     return order[rank < keep]
 
 
+def _verify_hits(pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray, tr: np.ndarray,
+                 transforms: tuple[Transform, ...], gate: float, threshold: float,
+                 prepared: tuple[np.ndarray, ...], n_jobs: int | None) -> np.ndarray:
+    """Similarity of each hit: its transform's, or where that falls short of
+    ``threshold`` but not far (a zoom or rotation half a step off), the best of its
+    neighbours' (:func:`_neighbours`). Each hit's value depends on that hit alone.
+
+    "Not far" is at least ``gate``: retrying from 0.65 instead found the same pairs on
+    FER-2013 with several times the retries, the costliest (interpolated)
+    verifications."""
+    best = _verify(pixels, moving, fixed, tr, transforms, n_jobs, gate, prepared)
+    tried = [_neighbours(t)[1:] for t in transforms]
+    count = np.array([len(g) for g in tried])[tr]
+    retry = np.flatnonzero((count > 0) & (best < threshold) & (best >= gate))
+    if not len(retry):
+        return best
+    flat = tuple(t for group in tried for t in group)
+    first = np.cumsum([0] + [len(g) for g in tried])
+    c = count[retry]
+    which = np.repeat(retry, c)
+    offset = np.arange(len(which)) - np.repeat(np.cumsum(c) - c, c)
+    sims = _verify(pixels, moving[which], fixed[which], first[tr[which]] + offset, flat,
+                   n_jobs, gate, prepared)
+    np.maximum.at(best, which, sims)
+    return best
+
+
+def _empty_pairs(names: tuple[str, str]) -> pd.DataFrame:
+    """The pair table with no rows (its columns and dtypes)."""
+    return pd.DataFrame({names[0]: pd.Series(dtype=np.int64),
+                         names[1]: pd.Series(dtype=np.int64),
+                         "hamming": pd.Series(dtype=np.int64),
+                         "similarity": pd.Series(dtype=np.float64),
+                         "transform": pd.Series(dtype=object),
+                         "kind": pd.Series(dtype=object)})
+
+
+def _pairs_table(pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray, tr: np.ndarray,
+                 hamming: np.ndarray, first: np.ndarray, second: np.ndarray,
+                 names: tuple[str, str], threshold: float,
+                 transforms: tuple[Transform, ...], n_jobs: int | None) -> pd.DataFrame:
+    """Verify hits (positions into ``pixels``) and reduce them to one row per (first,
+    second) pair. Every hit of a pair must be given (the Dask engine gives each
+    partition's pairs theirs); ties between hits go to the earlier one."""
+    if not len(moving):
+        return _empty_pairs(names)
+    n_keys = int(max(first.max(initial=-1), second.max(initial=-1))) + 1
+    key = first * max(n_keys, 1) + second
+    # Verify every pair's closest hash hit; where that fails, its second closest:
+    # the closest variant is not always the best alignment (a photometric change
+    # can favour a neighbouring shift). Hits far below any threshold are cut short.
+    keep = _best_hits(key, hamming, tr, 2)
+    moving, fixed, tr, hamming = moving[keep], fixed[keep], tr[keep], hamming[keep]
+    first, second, key = first[keep], second[keep], key[keep]
+    rank = np.zeros(len(key), np.int64)  # 0 for a pair's closest hit, 1 for the next
+    rank[1:] = key[1:] == key[:-1]  # (keep is sorted by key)
+    sim = np.full(len(key), -1.0)
+    primary = np.flatnonzero(rank == 0)
+    gate = min(_GATE, threshold)
+    # every image in a kept hit, blurred and sampled once for all the batches below
+    used = np.unique(np.concatenate([moving, fixed]))
+    prepared = (used, *_prepare_images(pixels, used, n_jobs))
+    sim[primary] = _verify_hits(pixels, moving[primary], fixed[primary], tr[primary],
+                                transforms, gate, threshold, prepared, n_jobs)
+    failed = np.zeros(len(key), bool)
+    failed[primary] = sim[primary] < threshold
+    retry = np.flatnonzero((rank == 1) & np.r_[False, failed[:-1]])
+    sim[retry] = _verify_hits(pixels, moving[retry], fixed[retry], tr[retry], transforms,
+                              gate, threshold, prepared, n_jobs)
+    identical = np.zeros(len(key), bool)
+    zero = np.flatnonzero(hamming == 0)
+    if len(zero):
+        identical[zero] = (pixels[moving[zero]] == pixels[fixed[zero]]).all(axis=(1, 2))
+    sim[identical] = 1.0
+    # one row per pair: the best similarity, and the smallest hash distance
+    order = np.lexsort((tr, -sim, key))
+    k = key[order]
+    head = order[np.r_[True, k[1:] != k[:-1]]]
+    min_ham = pd.Series(hamming).groupby(key).min()
+    names_tr = np.array([t.describe() for t in transforms], dtype=object)
+    flips = np.array([t.flip for t in transforms])
+    same = pd.Series(identical).groupby(key).any()
+    table = pd.DataFrame({
+        names[0]: first[head], names[1]: second[head],
+        "hamming": min_ham.loc[key[head]].to_numpy(np.int64),
+        "similarity": sim[head],
+        "transform": names_tr[tr[head]],
+        "kind": np.where(same.loc[key[head]].to_numpy(), "exact",
+                         np.where(flips[tr[head]], "mirror", "near")).astype(object),
+    })
+    table = table[table["similarity"] >= threshold]
+    return table.sort_values(list(names), kind="stable").reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- index
 def _check_params(radius: Any, similarity: Any, method: str, backend: str) -> None:
     """Check the index's (and the auditor's) parameters; messages say what was received
@@ -225,91 +319,13 @@ class NearDuplicateIndex(BaseEstimator):
         check_is_fitted(self, "codes_", msg="This %(name)s is not fitted yet; call fit "
                         "with the images to search first.")
 
-    def _verify_hits(self, pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray,
-                     tr: np.ndarray, gate: float, threshold: float,
-                     prepared: tuple[np.ndarray, ...]) -> np.ndarray:
-        """Similarity of each hit: its transform's, or where that falls short of
-        ``threshold`` but not far (a zoom or rotation half a step off), the best of its
-        neighbours' (:func:`_neighbours`).
-
-        "Not far" is at least ``gate``: retrying from 0.65 instead found the same pairs on
-        FER-2013 with several times the retries, the costliest (interpolated)
-        verifications."""
-        best = _verify(pixels, moving, fixed, tr, self.transforms_, self.n_jobs, gate,
-                       prepared)
-        tried = [_neighbours(t)[1:] for t in self.transforms_]
-        count = np.array([len(g) for g in tried])[tr]
-        retry = np.flatnonzero((count > 0) & (best < threshold) & (best >= gate))
-        if not len(retry):
-            return best
-        flat = tuple(t for group in tried for t in group)
-        first = np.cumsum([0] + [len(g) for g in tried])
-        c = count[retry]
-        which = np.repeat(retry, c)
-        offset = np.arange(len(which)) - np.repeat(np.cumsum(c) - c, c)
-        sims = _verify(pixels, moving[which], fixed[which], first[tr[which]] + offset, flat,
-                       self.n_jobs, gate, prepared)
-        np.maximum.at(best, which, sims)
-        return best
-
     def _table(self, pixels: np.ndarray, moving: np.ndarray, fixed: np.ndarray,
                tr: np.ndarray, hamming: np.ndarray, first: np.ndarray, second: np.ndarray,
                names: tuple[str, str], min_similarity: float | None) -> pd.DataFrame:
         """Verify hits and reduce them to one row per (first, second) pair."""
-        if not len(moving):
-            return pd.DataFrame({names[0]: pd.Series(dtype=np.int64),
-                                 names[1]: pd.Series(dtype=np.int64),
-                                 "hamming": pd.Series(dtype=np.int64),
-                                 "similarity": pd.Series(dtype=np.float64),
-                                 "transform": pd.Series(dtype=object),
-                                 "kind": pd.Series(dtype=object)})
-        n_keys = int(max(first.max(initial=-1), second.max(initial=-1))) + 1
-        key = first * max(n_keys, 1) + second
         threshold = self.similarity if min_similarity is None else min_similarity
-        # Verify every pair's closest hash hit; where that fails, its second closest:
-        # the closest variant is not always the best alignment (a photometric change
-        # can favour a neighbouring shift). Hits far below any threshold are cut short.
-        keep = _best_hits(key, hamming, tr, 2)
-        moving, fixed, tr, hamming = moving[keep], fixed[keep], tr[keep], hamming[keep]
-        first, second, key = first[keep], second[keep], key[keep]
-        rank = np.zeros(len(key), np.int64)  # 0 for a pair's closest hit, 1 for the next
-        rank[1:] = key[1:] == key[:-1]  # (keep is sorted by key)
-        sim = np.full(len(key), -1.0)
-        primary = np.flatnonzero(rank == 0)
-        gate = min(_GATE, threshold)
-        # every image in a kept hit, blurred and sampled once for all the batches below
-        used = np.unique(np.concatenate([moving, fixed]))
-        prepared = (used, *_prepare_images(pixels, used, self.n_jobs))
-        sim[primary] = self._verify_hits(pixels, moving[primary], fixed[primary],
-                                         tr[primary], gate, threshold, prepared)
-        failed = np.zeros(len(key), bool)
-        failed[primary] = sim[primary] < threshold
-        retry = np.flatnonzero((rank == 1) & np.r_[False, failed[:-1]])
-        sim[retry] = self._verify_hits(pixels, moving[retry], fixed[retry], tr[retry], gate,
-                                       threshold, prepared)
-        identical = np.zeros(len(key), bool)
-        zero = np.flatnonzero(hamming == 0)
-        if len(zero):
-            identical[zero] = (pixels[moving[zero]] == pixels[fixed[zero]]).all(axis=(1, 2))
-        sim[identical] = 1.0
-        # one row per pair: the best similarity, and the smallest hash distance
-        order = np.lexsort((tr, -sim, key))
-        k = key[order]
-        head = order[np.r_[True, k[1:] != k[:-1]]]
-        min_ham = pd.Series(hamming).groupby(key).min()
-        names_tr = np.array([t.describe() for t in self.transforms_], dtype=object)
-        flips = np.array([t.flip for t in self.transforms_])
-        same = pd.Series(identical).groupby(key).any()
-        table = pd.DataFrame({
-            names[0]: first[head], names[1]: second[head],
-            "hamming": min_ham.loc[key[head]].to_numpy(np.int64),
-            "similarity": sim[head],
-            "transform": names_tr[tr[head]],
-            "kind": np.where(same.loc[key[head]].to_numpy(), "exact",
-                             np.where(flips[tr[head]], "mirror", "near")).astype(object),
-        })
-        table = table[table["similarity"] >= threshold]
-        return table.sort_values(list(names), kind="stable").reset_index(drop=True)
+        return _pairs_table(pixels, moving, fixed, tr, hamming, first, second, names,
+                            threshold, self.transforms_, self.n_jobs)
 
     def pairs(self, min_similarity: float | None = None) -> pd.DataFrame:
         """Near-duplicate pairs among the fitted images.

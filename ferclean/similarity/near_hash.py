@@ -159,7 +159,10 @@ def _hash_block(block: np.ndarray, plan: _HashPlan, n_transforms: int,
     for slot, k in enumerate(plan.sep):
         values[:, k] = np.matmul(np.matmul(plan.zl[slot], plain), plan.zr[slot])
     if plan.full:
-        flat = plain.reshape(m, _GRID * _GRID) @ plan.rot
+        # one product per image: BLAS rounds the rows of one large product differently
+        # by their place in it, and a hash must not depend on the images batched with it
+        # (the Dask engine hashes partitions, the in-memory engine blocks of 512)
+        flat = np.matmul(plain.reshape(m, 1, _GRID * _GRID), plan.rot)
         values[:, list(plan.full)] = flat.reshape(m, len(plan.full), _BITS, _BITS)
     bits = _threshold_bits(values.reshape(m, n_transforms, _BITS * _BITS), method)
     return pack_bits(bits.reshape(m * n_transforms, -1)).reshape(m, n_transforms)
