@@ -31,7 +31,7 @@ import pytest
 # This table mirrors the one in docs/architecture.md: change both together.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # 0; ``_version`` does not exist yet: the proposed home of ``__version__``, which
-    # library modules now read from the package ``__init__`` (layer 9)
+    # library modules now read from the package ``__init__`` (layer 10)
     ("errors", "_outputs", "_atomic", "_json", "_progress", "_validation", "_figures",
      "_version", "dataset"),
     ("io", "demo"),  # 1
@@ -39,10 +39,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("findings",),  # 3
     ("auditors",),  # 4
     ("cleaning", "protocol"),  # 5
-    ("learning",),  # 6
-    ("reporting",),  # 7
-    ("bench",),  # 8
-    ("cli", "__main__", "__init__"),  # 9
+    ("engines",),  # 6: the Dask engines (optional extra), on top of what they run
+    ("learning",),  # 7
+    ("reporting",),  # 8
+    ("bench",),  # 9
+    ("cli", "__main__", "__init__"),  # 10
 )
 LAYER_OF: dict[str, int] = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -74,3 +74,27 @@ def test_strict_leaves_no_copy_of_a_test_image_in_training(real_dataset):
     train = cleaned.split("Training")
     assert ferclean.check_leakage(train, cleaned.split(tests), near=True, mirror=True).empty
     assert ferclean.audit(train, only=["label_conflict"]).findings.empty
+
+
+def test_dask_audit_of_parquet_shards_equals_the_in_memory_audit(real_dataset, tmp_path):
+    """FER-2013 as Parquet shards, audited on a 2-worker LocalCluster with every auditor:
+    the findings equal the in-memory engine's row for row (the outliers' face model
+    fitted on every image, as in memory), and so does the summary."""
+    pytest.importorskip("dask.distributed")
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+    from distributed import Client, LocalCluster
+
+    from ferclean.io.parquet import write_parquet
+
+    shards = write_parquet(real_dataset, tmp_path / "shards", shard_size=8192)  # 5 shards
+    memory = ferclean.audit(real_dataset)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        result = ferclean.audit(shards, engine="dask", client=client,
+                                outlier_sample=len(real_dataset))
+    pd.testing.assert_frame_equal(result.findings, memory.findings)
+    assert result.summary["engine"]["partitions"] == 5
+    assert result.summary["engine"]["images_returned"] < len(real_dataset)
+    for key, value in memory.summary.items():
+        assert result.summary[key] == (str(shards) if key == "source" else value), key

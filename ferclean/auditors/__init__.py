@@ -14,6 +14,11 @@ class_imbalance     :class:`ClassImbalanceAuditor`      under-represented classe
 
 The registry is open: a class decorated with :func:`register` joins ``ferclean.audit``,
 ``findings.csv``, ``summary.json``, the HTML report and cleaning plans.
+
+Auditors build their findings from intermediates (groups, pairs, scores) and the
+metadata of the images involved, which the in-memory :class:`AuditContext` computes from
+the pixels and an engine can supply instead (:class:`SuppliedContext`: the Dask engine,
+``ferclean.audit(path, engine="dask")``), so both engines share every finding's code.
 """
 
 from ferclean.auditors.base import (
@@ -24,7 +29,12 @@ from ferclean.auditors.base import (
     register,
     unregister,
 )
-from ferclean.auditors.context import AuditContext
+from ferclean.auditors.context import (
+    AuditContext,
+    ImageMetadata,
+    SuppliedContext,
+    intermediate_key,
+)
 from ferclean.auditors.duplicates import (
     CrossSplitLeakAuditor,
     ExactDuplicateAuditor,
@@ -46,12 +56,15 @@ __all__ = [
     "ClassImbalanceAuditor",
     "CrossSplitLeakAuditor",
     "ExactDuplicateAuditor",
+    "ImageMetadata",
     "LabelConflictAuditor",
     "LabelIssueAuditor",
     "NearDuplicateAuditor",
     "OutlierAuditor",
+    "SuppliedContext",
     "audit",
     "get_auditor",
+    "intermediate_key",
     "issue_types",
     "read_findings",
     "register",

@@ -10,8 +10,59 @@ import pandas as pd
 from ferclean._validation import check_fraction
 from ferclean.auditors.base import Auditor, register
 from ferclean.auditors.context import AuditContext
-from ferclean.dataset import EMOTIONS, FaceDataset
+from ferclean.dataset import EMOTIONS, SPLITS, FaceDataset
 from ferclean.findings import empty_findings, make_findings
+
+_TABLE_COLUMNS = ["split", "label", "emotion", "count", "share", "ratio_to_largest",
+                  "ratio_to_mean", "under_represented"]
+
+
+def imbalance_table(counts: np.ndarray, threshold: float = 0.5
+                    ) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The per-(split, emotion) table and the imbalance ratio per split, from counts.
+
+    Parameters
+    ----------
+    counts : ndarray, shape (len(SPLITS), len(EMOTIONS) + 1)
+        Images per split and label, unlabelled last
+        (:func:`ferclean.auditors.context.class_counts`); splits without a labelled image
+        are left out.
+    threshold : float, default=0.5
+        As :class:`ClassImbalanceAuditor`'s.
+
+    Returns
+    -------
+    table : DataFrame
+        Columns as :attr:`ClassImbalanceAuditor.table_`.
+    imbalance_ratio : dict
+        Largest over smallest non-empty class count, per split.
+
+    Examples
+    --------
+    >>> counts = np.zeros((3, 8), np.int64); counts[0, :7] = [50, 5, 50, 90, 60, 40, 60]
+    >>> table, ratio = imbalance_table(counts)
+    >>> table.query("under_represented").emotion.tolist(), ratio
+    (['disgust'], {'Training': 18.0})
+    """
+    rows = []
+    ratio: dict[str, float] = {}
+    for s, split in enumerate(SPLITS):
+        per_class = np.asarray(counts[s, : len(EMOTIONS)], np.int64)
+        if not per_class.sum():
+            continue
+        mean = per_class.mean()
+        largest = per_class.max()
+        ratio[split] = float(largest / per_class[per_class > 0].min())
+        for code, name in enumerate(EMOTIONS):
+            rows.append({
+                "split": split, "label": code, "emotion": name,
+                "count": int(per_class[code]),
+                "share": float(per_class[code] / per_class.sum()),
+                "ratio_to_largest": float(per_class[code] / largest),
+                "ratio_to_mean": float(per_class[code] / mean),
+                "under_represented": bool(per_class[code] < threshold * mean),
+            })
+    return pd.DataFrame(rows, columns=_TABLE_COLUMNS), ratio
 
 
 @register
@@ -58,38 +109,15 @@ class ClassImbalanceAuditor(Auditor):
 
     def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
         threshold = check_fraction(self.threshold, "threshold")
-        rows = []
-        self.imbalance_ratio_: dict[str, float] = {}
+        # the table from the whole dataset's counts; the findings for the images at hand
+        # (every image in memory; those of the flagged classes from an engine)
+        self.table_, self.imbalance_ratio_ = imbalance_table(context.class_counts, threshold)
         under_masks = np.zeros(len(dataset), bool)
         scores = np.zeros(len(dataset))
-        for split in dataset.split_counts():
-            in_split = dataset.split_mask(split)
-            labels = dataset.labels[in_split]
-            labels = labels[labels >= 0]
-            if not len(labels):
-                continue
-            counts = np.bincount(labels, minlength=len(EMOTIONS))
-            mean = counts.mean()
-            largest = counts.max()
-            present = counts[counts > 0]
-            self.imbalance_ratio_[split] = float(largest / present.min())
-            for code, name in enumerate(EMOTIONS):
-                under = bool(counts[code] < threshold * mean)
-                rows.append({
-                    "split": split, "label": code, "emotion": name,
-                    "count": int(counts[code]),
-                    "share": float(counts[code] / counts.sum()),
-                    "ratio_to_largest": float(counts[code] / largest),
-                    "ratio_to_mean": float(counts[code] / mean),
-                    "under_represented": under,
-                })
-                if under:
-                    sel = in_split & (dataset.labels == code)
-                    under_masks |= sel
-                    scores[sel] = 1.0 - counts[code] / mean
-        self.table_ = pd.DataFrame(rows, columns=[
-            "split", "label", "emotion", "count", "share", "ratio_to_largest",
-            "ratio_to_mean", "under_represented"])
+        for r in self.table_[self.table_["under_represented"]].itertuples():
+            sel = dataset.split_mask(r.split) & (dataset.labels == r.label)
+            under_masks |= sel
+            scores[sel] = 1.0 - r.ratio_to_mean
         if not under_masks.any():
             return empty_findings()
         index = np.flatnonzero(under_masks)

@@ -1,7 +1,10 @@
 """The near-duplicate auditor: groups of edited copies, found by :mod:`ferclean.similarity.near`.
 
 Groups are the connected components of the verified near pairs and of the exact
-duplicates.
+duplicates. The pairs are the one pixel-derived input (:meth:`AuditContext.intermediate`
+``"near_pairs"``): :class:`~ferclean.similarity.near.NearDuplicateIndex` finds them in
+memory, the Dask engine over Parquet shards; groups, scores and findings are built from
+them here for both.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ferclean.auditors.base import Auditor, register
-from ferclean.auditors.context import AuditContext
+from ferclean.auditors.context import AuditContext, intermediate_key
 from ferclean.dataset import FaceDataset
 from ferclean.findings import empty_findings, make_findings
 from ferclean.similarity.exact import DuplicateGroups, group_ids_from_labels
@@ -113,10 +116,12 @@ class NearDuplicateAuditor(Auditor):
     def _audit(self, dataset: FaceDataset, context: AuditContext) -> pd.DataFrame:
         _check_params(self.radius, self.similarity, self.method, self.backend)
         n = len(dataset)
-        index = NearDuplicateIndex(radius=self.radius, similarity=self.similarity,
-                                   mirror=self.mirror, method=self.method,
-                                   backend=self.backend).fit(dataset.pixels)
-        found = index.pairs()
+        # the verified pairs (positions); an engine may supply them (SuppliedContext)
+        found = context.intermediate(
+            intermediate_key("near_pairs", self),
+            lambda: NearDuplicateIndex(radius=self.radius, similarity=self.similarity,
+                                       mirror=self.mirror, method=self.method,
+                                       backend=self.backend).fit(dataset.pixels).pairs())
         near = found[found["kind"] != "exact"]
         self.pairs_ = near.reset_index(drop=True).astype(
             {"i": np.int64, "j": np.int64, "hamming": np.int64, "similarity": np.float64})

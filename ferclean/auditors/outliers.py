@@ -41,6 +41,13 @@ Two methods, chosen with ``method``:
     it flags are FER-2013's own non-faces and cartoons (see
     ``benchmarks/results/outliers.json``).
 
+    The fitted model is a :class:`FaceModel` (:func:`fit_face_model`), which scores any
+    batch of images (:meth:`FaceModel.score`); every feature and neighbour distance is
+    computed row by row, without BLAS products (whose rounding depends on a row's place
+    in the batch), so a batch gives each image exactly the numbers the whole array does.
+    The Dask engine relies on that: it fits the model on a seeded sample and scores
+    partition by partition (:mod:`ferclean.engines.dask`).
+
 ``"mean_iqr"``
     The classic rule: a box-and-whisker test on each image's mean grey level. It finds
     few non-faces (most are of ordinary brightness) and flags ordinary dark or bright
@@ -49,6 +56,7 @@ Two methods, chosen with ``method``:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,12 +67,13 @@ from threadpoolctl import threadpool_limits
 
 from ferclean._validation import check_fraction, check_positive, check_random_state
 from ferclean.auditors.base import Auditor, register
-from ferclean.auditors.context import AuditContext
+from ferclean.auditors.context import AuditContext, intermediate_key
 from ferclean.dataset import IMAGE_SIZE, FaceDataset
 from ferclean.findings import empty_findings, make_findings
 from ferclean.similarity.exact import content_hash
 
-__all__ = ["METHODS", "FEATURES", "OutlierAuditor", "face_features"]
+__all__ = ["FEATURES", "METHODS", "FaceModel", "FaceScores", "OutlierAuditor", "face_features",
+           "fit_face_model"]
 
 #: The outlier methods, default first.
 METHODS: tuple[str, ...] = ("face_model", "mean_iqr")
@@ -287,41 +296,69 @@ def _inverse(order: np.ndarray) -> np.ndarray:
 
 def _face_features(pixels: np.ndarray, n_components: int, random_state: Any
                    ) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    raw, small = _pixel_stats(pixels)
+    mean, comps = _fit_subspace(raw, small, n_components, check_random_state(random_state))
+    return _features(raw, small, mean, comps), small, {"mean": mean, "components": comps}
+
+
+def _pixel_stats(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw statistics ``(n, 11)`` and 24x24 means ``(n, 576)`` of every image, in chunks.
+
+    Every value is computed per image, so a batch of any size (a Dask partition) gives
+    each image the same numbers as the whole array does.
+    """
     n = len(pixels)
-    dim = _SMALL * _SMALL
     raw = np.empty((n, 11), np.float64)
-    small = np.empty((n, dim), np.float32)
+    small = np.empty((n, _SMALL * _SMALL), np.float32)
     buf = np.empty((min(_CHUNK, max(n, 1)), IMAGE_SIZE, IMAGE_SIZE), np.float32)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
         _chunk_stats(np.ascontiguousarray(pixels[start:stop]), buf, raw[start:stop],
                      small[start:stop])
-    var, bands = raw[:, 0], np.maximum(raw[:, 1:5], 0.0)
-    energy = np.concatenate([bands, np.maximum(var - bands.sum(1), 0.0)[:, None]], axis=1)
-    # Shares of the variance per band; the small constants keep flat images finite.
-    share = (energy + 0.01) / (energy.sum(axis=1, keepdims=True) + 0.05)
+    return raw, small
 
+
+def _norms(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Contrast-normalised 24x24 images u = (s - mean) / (norm + 1), where the +1 keeps
     # flat frames from being blown up into pure noise. They are never formed for all
     # images: every product with u follows from one product with s, ``s @ W``.
+    norm = np.sqrt(_SMALL * _SMALL * np.maximum(raw[:, 9], 0.0))
+    return norm, norm + 1.0
+
+
+def _fit_subspace(raw: np.ndarray, small: np.ndarray, n_components: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Mean face and eigenfaces fitted on a random subsample of the images."""
+    n, dim = small.shape
     row_mean = small.sum(axis=1, dtype=np.float64) / dim
-    norm = np.sqrt(dim * np.maximum(raw[:, 9], 0.0))
-    denom = norm + 1.0
-    rng = check_random_state(random_state)
+    _, denom = _norms(raw)
     fit = np.sort(rng.choice(n, size=min(n, _FIT_SAMPLE), replace=False))
     if n > 2:
         unit_fit = (small[fit] - row_mean[fit, None].astype(np.float32)) / denom[
             fit, None].astype(np.float32)
-        mean, comps = _face_subspace(unit_fit, n_components)
-    else:
-        mean = np.zeros(dim, np.float32)
-        comps = np.zeros((0, dim), np.float32)
+        return _face_subspace(unit_fit, n_components)
+    return np.zeros(dim, np.float32), np.zeros((0, dim), np.float32)
+
+
+def _features(raw: np.ndarray, small: np.ndarray, mean: np.ndarray, comps: np.ndarray
+              ) -> pd.DataFrame:
+    """The features of :data:`FEATURES` from the raw statistics and the face subspace."""
+    var, bands = raw[:, 0], np.maximum(raw[:, 1:5], 0.0)
+    energy = np.concatenate([bands, np.maximum(var - bands.sum(1), 0.0)[:, None]], axis=1)
+    # Shares of the variance per band; the small constants keep flat images finite.
+    share = (energy + 0.01) / (energy.sum(axis=1, keepdims=True) + 0.05)
+    norm, denom = _norms(raw)
     k = len(comps)
     # (s - row mean) . w = s . (w - mean of w): centring the weights instead of the
     # images makes one matrix product give every projection of the centred images.
     weights = np.concatenate([_POLY, comps.T, mean[:, None]], axis=1).astype(np.float64)
     weights -= weights.mean(axis=0)
-    sw = (small @ weights.astype(np.float32)).astype(np.float64)
+    # einsum, not BLAS: a BLAS product's rounding depends on the row's place in the
+    # batch (measured: up to 2e-4 in a feature), einsum's does not, so an image gets the
+    # same features in any batch (a Dask partition) as in the whole array; ~0.2 s slower
+    # on FER-2013.
+    sw = np.einsum("ij,kj->ik", small, np.ascontiguousarray(
+        weights.T.astype(np.float32))).astype(np.float64)
     ramp = (sw[:, :5] ** 2).sum(axis=1) / (norm * norm + 1.0)
     uw = sw[:, 5:] / denom[:, None]
     mean64 = mean.astype(np.float64)
@@ -345,7 +382,7 @@ def _face_features(pixels: np.ndarray, n_components: int, random_state: Any
         },
         columns=list(FEATURES),
     )
-    return features, small, {"mean": mean, "components": comps}
+    return features
 
 
 def _transform(features: pd.DataFrame) -> np.ndarray:
@@ -372,6 +409,218 @@ def _robust_scale(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.nda
     center = np.median(values, axis=axis)
     scale = _MAD * np.median(np.abs(values - center), axis=axis)
     return center, np.maximum(scale, _SCALE_FLOOR)
+
+
+# ---------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class FaceScores:
+    """The face model's view of some images, one row per image.
+
+    Attributes
+    ----------
+    features : DataFrame
+        Raw features (columns :data:`FEATURES`).
+    z_features : ndarray, shape (n, len(FEATURES))
+        Robust z-scores of the transformed features.
+    z : ndarray, shape (n,)
+        Robust z-score of each image's log distance to its nearest reference images.
+    scores : ndarray, shape (n,)
+        In [0, 1], higher = more likely a non-face.
+    """
+
+    features: pd.DataFrame
+    z_features: np.ndarray
+    z: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class FaceModel:
+    """The face model fitted on a set of images: everything that scores any image.
+
+    Fitted by :func:`fit_face_model`, in memory on the whole dataset; the Dask engine fits
+    it on a seeded sample and scores every partition with :meth:`score`. ``neighbors`` is
+    ``None`` when fewer than 20 images were fitted (then nothing is flagged).
+
+    Attributes
+    ----------
+    mean, components : ndarray
+        The face subspace (contrast-normalised 24x24 images, flattened).
+    center, scale : ndarray, shape (len(FEATURES),)
+        Robust location and scale of the transformed features.
+    neighbors : sklearn.neighbors.NearestNeighbors or None
+        Fitted on the reference images' standardised features (``reference_features``);
+        the scores use the same distances, computed row by row (:func:`_neighbour_distances`).
+    n_neighbors : int
+        The neighbour whose distance scores (``k``; a reference counts one further).
+    reference : ndarray of int
+        Positions, among the fitted images, of the reference images (model row order).
+    reference_features : ndarray, shape (n_reference, len(FEATURES))
+        The reference images' standardised features.
+    distance_center, distance_scale : float
+        Median and robust scale of the fitted images' log neighbour distances.
+    median_residual : float
+        Median face-subspace residual of the fitted images (for the evidence text).
+    threshold : float
+        The score cut (after ``contamination``, if given, over the fitted images).
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    neighbors: NearestNeighbors | None
+    n_neighbors: int
+    reference: np.ndarray
+    reference_features: np.ndarray
+    distance_center: float
+    distance_scale: float
+    median_residual: float
+    threshold: float
+
+    def score(self, pixels: np.ndarray, in_reference: np.ndarray | None = None) -> FaceScores:
+        """Score images with this model (a Dask partition, or any new images).
+
+        ``in_reference`` marks the images that are themselves reference images (a
+        reference finds itself at distance 0, so its distance is one neighbour further);
+        ``None``: none are.
+
+        Examples
+        --------
+        >>> from ferclean.demo import demo_dataset
+        >>> from ferclean.similarity.exact import content_hash
+        >>> ds = demo_dataset(n_faces=300)
+        >>> model, fitted = fit_face_model(ds.pixels, content_hash(ds.pixels), ds.ids)
+        >>> again = model.score(ds.pixels[:50], np.isin(np.arange(50), model.reference))
+        >>> bool((again.scores == fitted.scores[:50]).all())  # exactly: row by row
+        True
+        """
+        n = len(pixels)
+        in_reference = np.zeros(n, bool) if in_reference is None else np.asarray(
+            in_reference, bool)
+        with _single_threaded():
+            raw, small = _pixel_stats(np.asarray(pixels))
+            features = _features(raw, small, self.mean, self.components)
+            if self.neighbors is None:
+                nan = np.full((n, len(FEATURES)), np.nan)
+                return FaceScores(features, nan, np.zeros(n), np.zeros(n))
+            z_features = (_transform(features) - self.center) / self.scale
+            log_kth = _log_kth(self.reference_features, self.n_neighbors, z_features,
+                               in_reference)
+        z = (log_kth - self.distance_center) / self.distance_scale
+        return FaceScores(features, z_features, z, _score_from_z(z))
+
+
+def _neighbour_distances(reference: np.ndarray, queries: np.ndarray, k: int,
+                         chunk: int = 512) -> np.ndarray:
+    """Euclidean distances of each query to its ``k``-th and ``k + 1``-th nearest
+    reference (1-based), shape ``(n, 2)``.
+
+    What :meth:`NearestNeighbors.kneighbors` gives in columns ``k - 1`` and ``k``, but
+    with einsum instead of BLAS, whose rounding depends on a row's place in the batch
+    (measured: 1e-15), so that a Dask partition scores an image exactly as the whole
+    array does: with ``contamination`` the cut is one image's own score, and the
+    slightest wobble would flag it.
+    """
+    ref = np.ascontiguousarray(reference, np.float64)
+    ref_sq = np.einsum("ij,ij->i", ref, ref)
+    out = np.empty((len(queries), 2))
+    for start in range(0, len(queries), chunk):
+        q = np.ascontiguousarray(queries[start:start + chunk], np.float64)
+        d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * np.einsum("ij,kj->ik", q, ref)
+        d2 += ref_sq[None, :]
+        nearest = np.partition(np.maximum(d2, 0.0), (k - 1, k), axis=1)[:, k - 1:k + 1]
+        out[start:start + chunk] = np.sqrt(nearest)
+    return out
+
+
+def _log_kth(reference: np.ndarray, k: int, z_features: np.ndarray,
+             in_reference: np.ndarray) -> np.ndarray:
+    dist = _neighbour_distances(reference, z_features, k)
+    # A reference image finds itself at distance 0: count one neighbour further.
+    kth = np.where(in_reference, dist[:, 1], dist[:, 0])
+    return np.log(kth + 1e-3)
+
+
+def _score_from_z(z: np.ndarray) -> np.ndarray:
+    zp = np.maximum(z, 0.0)
+    return zp * zp / (zp * zp + _Z_HALF * _Z_HALF)
+
+
+def fit_face_model(pixels: np.ndarray, hashes: np.ndarray, ids: np.ndarray, *,
+                   n_components: int = 20, n_neighbors: int = 10, n_reference: int = 1000,
+                   threshold: float = 0.5, contamination: float | None = None,
+                   random_state: Any = 0) -> tuple[FaceModel, FaceScores]:
+    """Fit the face model on ``pixels`` and score them (see the module notes).
+
+    Everything is computed on the images in canonical order (by content hash, then id),
+    then mapped back: the eigenface subsample and the reference images are random
+    positions, so fitting in input order would make the flagged images depend on it.
+
+    Parameters
+    ----------
+    pixels : ndarray of uint8, shape (n, 48, 48)
+    hashes : ndarray of uint64, shape (n,)
+        Content hashes (:func:`~ferclean.similarity.exact.content_hash`).
+    ids : ndarray of str, shape (n,)
+    n_components, n_neighbors, n_reference, threshold, contamination, random_state
+        As :class:`OutlierAuditor`'s (checked there).
+
+    Returns
+    -------
+    model : FaceModel
+    scores : FaceScores
+        Of the fitted images, in input order.
+
+    Examples
+    --------
+    >>> from ferclean.demo import make_demo
+    >>> from ferclean.similarity.exact import content_hash
+    >>> ds = make_demo(n_faces=300).dataset
+    >>> model, fitted = fit_face_model(ds.pixels, content_hash(ds.pixels), ds.ids)
+    >>> model.components.shape, bool((fitted.scores > model.threshold).any())
+    ((20, 576), True)
+    """
+    n = len(pixels)
+    rng = check_random_state(random_state)
+    order = _canonical_order(hashes, ids)
+    inverse = _inverse(order)
+    with _single_threaded():
+        features_c, _, subspace = _face_features(pixels[order], n_components, rng)
+        features = features_c.iloc[inverse].reset_index(drop=True)
+        median_residual = max(float(np.median(features["residual"])), 1e-6) if n else 1e-6
+        if n < _MIN_IMAGES:
+            # Too few images to say what a typical face of this dataset looks like.
+            nan = np.full(len(FEATURES), np.nan)
+            model = FaceModel(subspace["mean"], subspace["components"], nan, nan, None, 0,
+                              np.zeros(0, np.int64), np.zeros((0, len(FEATURES))),
+                              float("nan"), float("nan"), median_residual, float(threshold))
+            return model, FaceScores(features, np.full((n, len(FEATURES)), np.nan),
+                                     np.zeros(n), np.zeros(n))
+        values_c = _transform(features_c)
+        center, scale = _robust_scale(values_c)
+        z_feat_c = (values_c - center) / scale
+        reference_c = np.sort(rng.choice(n, size=min(n_reference, n), replace=False))
+        k = min(n_neighbors, len(reference_c) - 1)
+        reference_features = z_feat_c[reference_c]
+        neighbors = NearestNeighbors(n_neighbors=k + 1, algorithm="brute")
+        neighbors.fit(reference_features)
+        in_reference = np.zeros(n, bool)
+        in_reference[reference_c] = True
+        log_kth = _log_kth(reference_features, k, z_feat_c, in_reference)
+    d_center, d_scale = _robust_scale(log_kth)
+    z = ((log_kth - d_center) / d_scale)[inverse]
+    scores = _score_from_z(z)
+    cut = float(threshold)
+    if contamination is not None:
+        ranked = np.argsort(-scores, kind="stable")
+        n_flag = int(np.ceil(contamination * n))
+        cut = float(scores[ranked[n_flag]]) if n_flag < n else 0.0
+    # reference in the order of the model's fitted rows
+    model = FaceModel(subspace["mean"], subspace["components"], center, scale, neighbors, k,
+                      order[reference_c], reference_features, float(d_center),
+                      float(d_scale), median_residual, cut)
+    return model, FaceScores(features, z_feat_c[inverse], z, scores)
 
 
 # ---------------------------------------------------------------------- evidence
@@ -403,22 +652,25 @@ _EVIDENCE: dict[str, tuple[str, str]] = {
 }
 
 
-def _evidence(features: pd.DataFrame, z: np.ndarray, index: np.ndarray,
+def _evidence(features: pd.DataFrame, z: np.ndarray, median_residual: float,
               n_reasons: int = 2) -> list[str]:
-    """The ``n_reasons`` strongest feature deviations of each image in ``index``."""
+    """The ``n_reasons`` strongest feature deviations of each image (row) given.
+
+    ``features`` and ``z`` hold only the flagged images; ``median_residual`` is the
+    dataset's (the face model's :attr:`FaceModel.median_residual`).
+    """
     names = list(FEATURES)
-    median_resid = max(float(np.median(features["residual"])), 1e-6)
     raw = features.to_numpy()
     out = []
     strength = np.abs(z)
     # A (near) blank frame is best described as such, whatever else stands out.
     strength[:, 0] = np.where(features["std"].to_numpy() < _FLAT_STD, np.inf, strength[:, 0])
-    for i in index:  # only the flagged images: a short loop
+    for i in range(len(raw)):  # only the flagged images: a short loop
         order = np.argsort(-strength[i], kind="stable")[:n_reasons]
         parts = []
         for j in order:
             name = names[j]
-            value = raw[i, j] / median_resid if name == "residual" else raw[i, j]
+            value = raw[i, j] / median_residual if name == "residual" else raw[i, j]
             parts.append(_EVIDENCE[name][int(z[i, j] > 0)].format(v=value))
         out.append("face_model: " + "; ".join(parts))
     return out
@@ -627,61 +879,33 @@ class OutlierAuditor(Auditor):
 
     def _face_model(self, dataset: FaceDataset, context: AuditContext,
                     params: dict[str, Any]) -> pd.DataFrame:
-        n = len(dataset)
-        rng = check_random_state(self.random_state)
-        # Everything is computed on the images in canonical order (``_c``), then mapped
-        # back: the eigenface subsample and the reference images are random positions,
-        # so fitting in input order made the flagged images depend on it.
-        order = _canonical_order(context.content_hashes, dataset.ids)
-        inverse = _inverse(order)
-        features_c, _, subspace = _face_features(
-            dataset.pixels[order], params["n_components"], rng)
-        features = features_c.iloc[inverse].reset_index(drop=True)
-        self.features_ = features
-        self.mean_face_ = subspace["mean"].reshape(_SMALL, _SMALL)
-        self.components_ = subspace["components"].reshape(-1, _SMALL, _SMALL)
-        self.threshold_ = params["threshold"]
-        self.scores_ = np.zeros(n)
-        self.z_ = np.zeros(n)
-        self.model_ = None
-        self.reference_ = np.zeros(0, np.int64)
-        if n < _MIN_IMAGES:
-            # Too few images to say what a typical face of this dataset looks like.
-            self.center_ = self.scale_ = np.full(len(FEATURES), np.nan)
-            self.distance_center_ = self.distance_scale_ = float("nan")
+        # the fitted model and the scores of the context's images; an engine may supply
+        # them (the Dask engine fits on a sample and scores partition by partition)
+        model, found = context.intermediate(
+            intermediate_key("face_model", self),
+            lambda: fit_face_model(
+                dataset.pixels, context.content_hashes, dataset.ids,
+                n_components=params["n_components"], n_neighbors=params["n_neighbors"],
+                n_reference=params["n_reference"], threshold=params["threshold"],
+                contamination=params["contamination"], random_state=self.random_state))
+        self.features_ = found.features
+        self.mean_face_ = model.mean.reshape(_SMALL, _SMALL)
+        self.components_ = model.components.reshape(-1, _SMALL, _SMALL)
+        self.threshold_ = model.threshold
+        self.scores_, self.z_ = found.scores, found.z
+        self.model_, self.reference_ = model.neighbors, model.reference
+        self.center_, self.scale_ = model.center, model.scale
+        self.distance_center_ = model.distance_center
+        self.distance_scale_ = model.distance_scale
+        if model.neighbors is None:
             return empty_findings()
-
-        values_c = _transform(features_c)
-        self.center_, self.scale_ = _robust_scale(values_c)
-        z_feat_c = (values_c - self.center_) / self.scale_
-        reference_c = np.sort(rng.choice(n, size=min(params["n_reference"], n), replace=False))
-        k = min(params["n_neighbors"], len(reference_c) - 1)
-        model = NearestNeighbors(n_neighbors=k + 1, algorithm="brute")
-        model.fit(z_feat_c[reference_c])
-        dist, _ = model.kneighbors(z_feat_c)
-        # A reference image finds itself at distance 0: count one neighbour further.
-        in_reference = np.zeros(n, bool)
-        in_reference[reference_c] = True
-        kth = np.where(in_reference, dist[:, k], dist[:, k - 1])
-        log_kth = np.log(kth + 1e-3)
-        d_center, d_scale = _robust_scale(log_kth)
-        z = ((log_kth - d_center) / d_scale)[inverse]
-        zp = np.maximum(z, 0.0)
-        scores = zp * zp / (zp * zp + _Z_HALF * _Z_HALF)
-        z_feat = z_feat_c[inverse]
-        # reference_ in the order of the model's fitted rows
-        self.model_, self.reference_, self.z_, self.scores_ = model, order[reference_c], z, scores
-        self.distance_center_, self.distance_scale_ = float(d_center), float(d_scale)
-
-        if params["contamination"] is not None:
-            order = np.argsort(-scores, kind="stable")
-            n_flag = int(np.ceil(params["contamination"] * n))
-            self.threshold_ = float(scores[order[n_flag]]) if n_flag < n else 0.0
-        index = np.flatnonzero(scores > self.threshold_)
+        scores = found.scores
+        index = np.flatnonzero(scores > self.threshold_)  # NaN (not supplied) never is
         if not len(index):
             return empty_findings()
         index = index[np.lexsort((index, -scores[index]))]  # worst first, then by row
-        detail = _evidence(features, z_feat, index)
+        detail = _evidence(found.features.iloc[index], found.z_features[index],
+                           model.median_residual)
         return make_findings(dataset, index, self.issue_name, score=scores[index],
                              detail=detail)
 
