@@ -9,9 +9,11 @@ manifest records both, and ``restore`` undoes both.
 
 from ferclean.cleaning.apply import (
     RELABEL_OUTCOMES,
+    CleaningSelection,
     CleanResult,
     audit_and_clean,
     clean,
+    select_cleaning,
     select_relabels,
     select_removals,
 )
@@ -27,6 +29,7 @@ __all__ = [
     "RELABEL_OUTCOMES",
     "CleanResult",
     "CleaningPlan",
+    "CleaningSelection",
     "Manifest",
     "Rule",
     "audit_and_clean",
@@ -36,6 +39,7 @@ __all__ = [
     "restore",
     "restore_from",
     "save_clean",
+    "select_cleaning",
     "select_relabels",
     "select_removals",
 ]

@@ -25,10 +25,11 @@ from ferclean.cleaning.manifest import (
     pixel_sha256,
 )
 from ferclean.cleaning.plan import CleaningPlan, Rule
-from ferclean.dataset import EMOTIONS, FaceDataset
+from ferclean.dataset import EMOTIONS, IMAGE_SIZE, FaceDataset
 from ferclean.findings import AuditResult, empty_findings, validate_findings
 
-__all__ = ["RELABEL_OUTCOMES", "CleanResult", "audit_and_clean", "clean", "select_relabels",
+__all__ = ["RELABEL_OUTCOMES", "CleanResult", "CleaningSelection", "audit_and_clean", "clean",
+           "manifest_info", "metadata_only", "select_cleaning", "select_relabels",
            "select_removals"]
 
 #: What became of an image a relabel rule considered (``select_relabels``' ``outcome``):
@@ -356,6 +357,82 @@ def clean(
     ...     demo.dataset)
     True
     """
+    selection = select_cleaning(dataset, plan, findings)
+    cleaned = _relabeled(dataset, selection.relabeled).subset(selection.keep)
+    positions = selection.removed["position"].to_numpy(np.int64)
+    removed = dataset.subset(positions) if len(positions) else dataset.subset(slice(0, 0))
+    table = selection.removed.assign(pixel_sha256=pixel_sha256(removed.pixels))
+    info = manifest_info(dataset, selection, checksum_before=dataset.checksum(),
+                         checksum_after=cleaned.checksum())
+    return CleanResult(cleaned, Manifest(table, info, selection.relabeled), removed, dataset)
+
+
+@dataclass
+class CleaningSelection:
+    """What a plan does to a dataset, decided from its findings and metadata alone.
+
+    Every engine cleans with this one decision (:func:`select_cleaning`): the in-memory
+    :func:`clean` and the Dask engine, which applies it shard by shard.
+
+    Attributes
+    ----------
+    plan : CleaningPlan
+        The plan, resolved and validated.
+    keep : ndarray of bool, shape (n_images,)
+        Which images stay, by position.
+    labels : ndarray of int8, shape (n_images,)
+        Every image's label after relabeling (the removed keep their own).
+    removed : DataFrame
+        The manifest's removed table (see :class:`~ferclean.cleaning.Manifest`), in
+        position order, with ``pixel_sha256`` still empty (``""``): the engine that holds
+        the pixels fills it.
+    relabeled : DataFrame
+        The manifest's relabeled table.
+    relabel_counts : dict
+        What became of the images relabel rules considered (the manifest's
+        ``relabel_counts``).
+
+    Examples
+    --------
+    >>> from ferclean.auditors import audit
+    >>> from ferclean.demo import demo_dataset
+    >>> ds = demo_dataset(n_faces=300)
+    >>> chosen = select_cleaning(ds, "dedup", audit(ds, only=["exact_duplicate"]))
+    >>> int((~chosen.keep).sum()) == len(chosen.removed)
+    True
+    """
+
+    plan: CleaningPlan
+    keep: np.ndarray
+    labels: np.ndarray
+    removed: pd.DataFrame
+    relabeled: pd.DataFrame
+    relabel_counts: dict[str, int]
+
+
+def select_cleaning(
+    dataset: FaceDataset,
+    plan: CleaningPlan | str | os.PathLike,
+    findings: AuditResult | pd.DataFrame,
+) -> CleaningSelection:
+    """Decide what ``plan`` removes and relabels, from the findings and the metadata only.
+
+    Reads the dataset's ``rows``, ``ids``, ``labels``, ``splits`` and ``synthetic`` flags,
+    never its pixels: an engine whose pixels live elsewhere passes
+    :func:`metadata_only` of its metadata. The checks are :func:`clean`'s (findings of
+    this dataset, audited as the plan requires; no resampled data).
+
+    Examples
+    --------
+    >>> from ferclean.auditors import audit
+    >>> from ferclean.demo import demo_dataset
+    >>> ds = demo_dataset(n_faces=300)
+    >>> found = audit(ds, only=["exact_duplicate"])
+    >>> meta = metadata_only(ds.labels, ds.splits, ds.ids, ds.rows, source=ds.source)
+    >>> select_cleaning(meta, "dedup", found).removed.equals(
+    ...     select_cleaning(ds, "dedup", found).removed)
+    True
+    """
     check_dataset(dataset)
     if dataset.resampled or dataset.synthetic.any():
         raise ValueError("clean the dataset as loaded: this one was resampled or holds "
@@ -368,48 +445,91 @@ def clean(
     considered = _relabels(dataset, plan, found, _position_lookup(dataset),
                            removals["position"].to_numpy(np.int64))
     relabels = considered[considered["outcome"] == "relabeled"]
-    cleaned = _relabeled(dataset, relabels).subset(keep)
+    labels = dataset.labels.copy()
+    labels[relabels["position"].to_numpy(np.int64)] = relabels["new_label"].to_numpy()
 
     by_pos = removals.sort_values(["position", "issue"]).groupby("position", sort=True)
     positions = np.asarray(list(by_pos.groups), dtype=np.int64)
-    removed = dataset.subset(positions) if len(positions) else dataset.subset(slice(0, 0))
     table = pd.DataFrame({
         "position": positions,
-        "row": removed.rows,
-        "image_id": removed.ids.astype(object),
-        "split": removed.split_names,
-        "label": removed.labels.astype(np.int64),
+        "row": dataset.rows[positions],
+        "image_id": dataset.ids[positions].astype(object),
+        "split": dataset.split_names[positions],
+        "label": dataset.labels[positions].astype(np.int64),
         "issues": by_pos["issue"].agg(";".join).to_numpy(object) if len(positions) else [],
         "groups": by_pos.apply(lambda p: ";".join(
             f"{i}:{g}" for i, g in zip(p.issue, p.group, strict=True) if g >= 0),
             include_groups=False).to_numpy(object) if len(positions) else [],
-        "pixel_sha256": pixel_sha256(removed.pixels),
+        "pixel_sha256": np.full(len(positions), "", dtype=object),
         "reason": by_pos["reason"].agg(" | ".join).to_numpy(object) if len(positions) else [],
     }, columns=_REMOVED_COLUMNS)
     relabeled = relabels.loc[:, _RELABELED_COLUMNS].reset_index(drop=True)
+    counts = {**{outcome: int((considered["outcome"] == outcome).sum())
+                 for outcome in RELABEL_OUTCOMES},
+              "disputed": int(considered["disputed"].sum())}
+    return CleaningSelection(plan, keep, labels, table, relabeled, counts)
+
+
+def metadata_only(labels: Any, splits: Any, ids: Any, rows: Any, *,
+                  source: str | None = None, synthetic: Any = None) -> FaceDataset:
+    """A :class:`FaceDataset` of metadata whose pixels are a placeholder costing no memory.
+
+    For :func:`select_cleaning` and :func:`manifest_info` where the pixels live elsewhere
+    (Parquet shards on Dask workers). Its ``pixels`` are one read-only black image
+    repeated, so never save, hash or index its pixels.
+
+    Examples
+    --------
+    >>> meta = metadata_only([3, 0], [0, 2], ["a", "b"], [0, 1])
+    >>> int(meta.counts().loc["PrivateTest", "angry"]), meta.pixels.strides[0]
+    (1, 0)
+    """
+    n = len(np.asarray(rows))
+    pixels = np.broadcast_to(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8),
+                             (n, IMAGE_SIZE, IMAGE_SIZE))
+    return FaceDataset(pixels, labels=labels, splits=splits, ids=ids, rows=rows,
+                       source=source, synthetic=synthetic)
+
+
+def manifest_info(dataset: FaceDataset, selection: CleaningSelection, *,
+                  checksum_before: str, checksum_after: str) -> dict[str, Any]:
+    """The manifest's ``info`` for ``selection`` of ``dataset`` (metadata is enough).
+
+    The checksums (:meth:`FaceDataset.checksum` of the data before and after cleaning)
+    are the caller's, who holds the pixels.
+
+    Examples
+    --------
+    >>> from ferclean.auditors import audit
+    >>> from ferclean.demo import demo_dataset
+    >>> ds = demo_dataset(n_faces=300)
+    >>> chosen = select_cleaning(ds, "dedup", audit(ds, only=["exact_duplicate"]))
+    >>> info = manifest_info(ds, chosen, checksum_before="b", checksum_after="a")
+    >>> info["n_before"] - info["n_after"] == len(chosen.removed)
+    True
+    """
+    keep = selection.keep
+    kept = metadata_only(selection.labels[keep], dataset.splits[keep], dataset.ids[keep],
+                         dataset.rows[keep])
+    ids_are_rows = bool(np.array_equal(dataset.ids, dataset.rows.astype(str)))
     from ferclean._version import __version__
 
-    info = {
-        "plan": plan.to_dict(),
+    return {
+        "plan": selection.plan.to_dict(),
         "source": dataset.source,
         "ferclean_version": __version__,
         "n_before": len(dataset),
-        "n_after": len(cleaned),
-        "checksum_before": dataset.checksum(),
-        "checksum_after": cleaned.checksum(),
-        "ids_are_rows": bool(np.array_equal(dataset.ids, dataset.rows.astype(str))),
-        "kept_rows": _ranges(cleaned.rows),
-        "kept_ids": None if np.array_equal(dataset.ids, dataset.rows.astype(str))
-        else cleaned.ids.tolist(),
+        "n_after": len(kept),
+        "checksum_before": checksum_before,
+        "checksum_after": checksum_after,
+        "ids_are_rows": ids_are_rows,
+        "kept_rows": _ranges(kept.rows),
+        "kept_ids": None if ids_are_rows else kept.ids.tolist(),
         "counts_before": dataset.counts().to_dict(orient="index"),
-        "counts_after": cleaned.counts().to_dict(orient="index"),
+        "counts_after": kept.counts().to_dict(orient="index"),
         # what became of the images relabel rules considered (relabeled ones are listed)
-        "relabel_counts": {
-            **{outcome: int((considered["outcome"] == outcome).sum())
-               for outcome in RELABEL_OUTCOMES},
-            "disputed": int(considered["disputed"].sum())},
+        "relabel_counts": dict(selection.relabel_counts),
     }
-    return CleanResult(cleaned, Manifest(table, info, relabeled), removed, dataset)
 
 
 def _relabeled(dataset: FaceDataset, relabels: pd.DataFrame) -> FaceDataset:

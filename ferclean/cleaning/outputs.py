@@ -29,9 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["restore_from", "save_clean"]
 
 _CLEANED_NAMES = {"csv": "cleaned.csv", "zip": "cleaned.zip", "folder": "cleaned",
-                  "npz": "cleaned.npz"}
-#: What a clean output folder holds: recognises one written before the output marker.
-CLEAN_FILES = (*_CLEANED_NAMES.values(), "removed.npz", "manifest.json")
+                  "npz": "cleaned.npz", "parquet": "cleaned.parquet"}
+#: What a clean output folder holds: recognises one written before the output marker
+#: (``removed`` is the Dask engine's folder of removed shards).
+CLEAN_FILES = (*_CLEANED_NAMES.values(), "removed.npz", "removed", "manifest.json")
 
 
 def _source_format(dataset: FaceDataset) -> str:
@@ -133,7 +134,10 @@ def restore_from(out: str | os.PathLike) -> FaceDataset:
             raise ValueError(f"{out / files['cleaned']} holds {len(cleaned)} images; the "
                              f"manifest wrote {len(order)}")
         cleaned = cleaned[np.argsort(order)]
-    removed = read_npz(out / files.get("removed", "removed.npz"))
+    removed_path = out / files.get("removed", "removed.npz")
+    # the Dask engine writes the removed images as Parquet shards (removed_format)
+    removed = (load(removed_path, format=files["removed_format"])
+               if files.get("removed_format") else read_npz(removed_path))
     return restore(cleaned, manifest, removed)
 
 
