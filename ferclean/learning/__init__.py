@@ -30,6 +30,7 @@ from ferclean.learning.training import (
     CHECKPOINT_FORMAT,
     HISTORY_FILE,
     PRNG_IMPL,
+    TRAINING_PRESETS,
     EarlyStopping,
     ReduceLROnPlateau,
     TrainConfig,
@@ -48,6 +49,7 @@ from ferclean.learning.training import (
     train,
     train_step,
     train_steps,
+    training_preset,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "HISTORY_FILE",
     "PRNG_IMPL",
     "ReduceLROnPlateau",
+    "TRAINING_PRESETS",
     "TrainConfig",
     "TrainResult",
     "TrainedModel",
@@ -84,4 +87,5 @@ __all__ = [
     "train",
     "train_step",
     "train_steps",
+    "training_preset",
 ]

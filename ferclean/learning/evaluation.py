@@ -38,7 +38,13 @@ from ferclean.learning.training.checkpoints import (
     load_checkpoint,
     read_history,
 )
-from ferclean.learning.training.inference import _as_trained, predict_logits, saliency
+from ferclean.learning.training.inference import (
+    MODEL_TTA,
+    _as_trained,
+    _resolve_tta,
+    predict_logits,
+    saliency,
+)
 from ferclean.learning.training.model import TrainedModel
 from ferclean.learning.training.result import TrainResult
 
@@ -216,6 +222,7 @@ def evaluate(
     seed: int = 0,
     history: Any = None,
     metadata: Mapping[str, Any] | None = None,
+    tta: str | None = MODEL_TTA,
 ) -> EvaluationResult:
     """Metrics, predictions and saliency maps of a trained model on labelled data.
 
@@ -238,6 +245,10 @@ def evaluate(
         Training history, kept for :meth:`EvaluationResult.save` to draw the curves.
     metadata : mapping, default=None
         Extra JSON-ready entries for ``metrics`` (and ``metrics.json``).
+    tta : {"model", None, "flip", "ten_crop"}, default="model"
+        Test-time augmentation of the predictions (:func:`~ferclean.learning.predict_proba`);
+        ``"model"`` uses the model's own (:attr:`TrainedModel.tta`, from its training
+        config). ``metrics`` record it under ``tta``.
 
     Returns
     -------
@@ -273,11 +284,12 @@ def evaluate(
     if len(part) == 0:
         raise ValueError(f"no labelled images to evaluate in {split or 'the dataset'}")
     labels = part.labels.astype(np.int64)
-    logits = predict_logits(trained, part, batch_size=batch_size)
+    tta = _resolve_tta(trained, tta)
+    logits = predict_logits(trained, part, batch_size=batch_size, tta=tta)
     preds = logits.argmax(axis=1)
     metrics = classification_metrics(labels, preds, logits=logits)
     metrics.update(split=split, n_unlabeled=n_unlabeled, model=trained.model,
-                   n_params=trained.n_params, **dict(metadata or {}))
+                   n_params=trained.n_params, tta=tta, **dict(metadata or {}))
     picks = (_pick_examples(labels, saliency_per_class, seed) if saliency_per_class > 0
              else np.zeros(0, np.int64))
     maps = saliency(trained, part.pixels[picks]) if len(picks) else None

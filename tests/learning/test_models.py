@@ -25,9 +25,9 @@ from ferclean.learning.models import (  # noqa: E402
 )
 
 
-def shapes(model, batch: int = 2):
+def shapes(model, batch: int = 2, side: int = 48):
     """Variables and outputs by abstract evaluation: no compilation, no FLOPs."""
-    x = jnp.zeros((batch, 48, 48))
+    x = jnp.zeros((batch, side, side))
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     logits = jax.eval_shape(model.apply, variables, x)
     emb = jax.eval_shape(lambda v, x: model.apply(v, x, return_embedding=True), variables, x)
@@ -45,14 +45,14 @@ def keras_mha(dim: int, heads: int = 8, key_dim: int = 8) -> int:
 
 # ---------------------------------------------------------------------- registry
 def test_registry_lists_builtins_with_study_counts():
-    assert model_names() == ["cnn_lstm", "cnn_mha"]
+    assert model_names() == ["cnn_lstm", "cnn_mha", "vgg"]
     assert MODELS["cnn_lstm"].study_params == 457_031
     assert MODELS["cnn_mha"].study_params == 197_799
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(KeyError, match="cnn_lstm, cnn_mha"):
-        get_model("vgg")
+    with pytest.raises(KeyError, match="cnn_lstm, cnn_mha, vgg"):
+        get_model("resnet")
 
 
 def test_register_duplicate_raises_and_decorator_registers():
@@ -153,3 +153,65 @@ def test_lstm_unroll_changes_speed_not_results():
         unrolled.init(jax.random.key(0), x))
     np.testing.assert_allclose(unrolled.apply(variables, x), looped.apply(variables, x),
                                rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------- crops, VGG, LSTM bias
+def vgg_count(side: int, filters=(64, 128, 256, 512), dense=(4096, 4096)) -> int:
+    """Trainable weights of the VGG net by hand: 3x3 convs with biases, BN scale and
+    offset, the dense head over the flattened last stage."""
+    total, channels = 0, 1
+    for width in filters:
+        for _ in range(2):
+            total += 9 * channels * width + width + 2 * width
+            channels = width
+        side //= 2
+    width = side * side * channels
+    for units in (*dense, 7):
+        total += width * units + units
+        width = units
+    return total
+
+
+def abstract_init(model, side: int):
+    return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, side, side)))
+
+
+def test_vgg_parameter_counts_and_shapes():
+    model = get_model("vgg")
+    variables, logits, emb = shapes(model, batch=3, side=40)
+    assert count_params(variables["params"]) == vgg_count(40) == 29_890_759
+    assert count_params(variables["batch_stats"]) == 2 * 2 * (64 + 128 + 256 + 512)
+    assert logits == (3, 7) and emb == (3, 4096)
+    # 44 pools down to the same 2x2 grid as 40; 48 to 3x3, a wider first dense layer.
+    assert count_params(abstract_init(model, 44)["params"]) == vgg_count(44) == 29_890_759
+    assert count_params(abstract_init(model, 48)["params"]) == vgg_count(48) == 40_376_519
+    light = abstract_init(get_model("vgg", dense_units=(1024, 1024)), 40)["params"]
+    assert count_params(light) == vgg_count(40, dense=(1024, 1024)) == 7_843_015
+
+
+@pytest.mark.parametrize("name", ["cnn_lstm", "cnn_mha"])
+def test_study_models_accept_crops_with_the_same_weights(name):
+    model = get_model(name)
+    full = abstract_init(model, 48)
+    for side in (40, 44):
+        cropped = abstract_init(model, side)
+        assert jax.tree_util.tree_map(lambda a: a.shape, cropped) == jax.tree_util.tree_map(
+            lambda a: a.shape, full)
+        x = jnp.zeros((2, side, side))
+        assert jax.eval_shape(model.apply, full, x).shape == (2, 7)
+
+
+def test_lstm_forget_gate_bias_starts_at_one_as_keras():
+    from ferclean.learning import init_model
+
+    # test_tiny_model_really_runs' settings: its compiled init is reused.
+    kwargs = {**TINY["cnn_lstm"], "conv_dropout": 0.0, "lstm_dropout": 0.0,
+              "dense_dropout": 0.0}
+    params = init_model("cnn_lstm", seed=1, **kwargs).params
+    for name in ("lstm1", "lstm2"):
+        np.testing.assert_array_equal(params[name]["hf"]["bias"], 1.0)
+        for gate in ("hi", "hg", "ho"):
+            np.testing.assert_array_equal(params[name][gate]["bias"], 0.0)
+    # the bias is set after Flax's initialisation, so abstract init agrees on the shapes
+    abstract = shapes(get_model("cnn_lstm", **kwargs))[0]["params"]
+    assert abstract["lstm1"]["hf"]["bias"].shape == params["lstm1"]["hf"]["bias"].shape

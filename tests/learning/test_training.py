@@ -23,12 +23,16 @@ pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from scipy.special import softmax  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
 from ferclean.dataset import EMOTIONS, FaceDataset  # noqa: E402
 from ferclean.demo import demo_dataset  # noqa: E402
 from ferclean.learning import (  # noqa: E402
+    TRAINING_PRESETS,
     EarlyStopping,
     ReduceLROnPlateau,
     TrainConfig,
@@ -44,10 +48,16 @@ from ferclean.learning import (  # noqa: E402
     saliency,
     save_checkpoint,
     train,
+    training_preset,
 )
-from ferclean.learning.models import TINY  # noqa: E402
+from ferclean.learning.models import MODELS, TINY, get_model, register_model  # noqa: E402
+from ferclean.learning.training import create_train_state, init_model, train_step  # noqa: E402
 from ferclean.learning.training import predict as predict_labels  # noqa: E402
-from ferclean.learning.training.loop import _class_weight_vector  # noqa: E402
+from ferclean.learning.training.loop import (  # noqa: E402
+    _class_weight_vector,
+    scheduled_lr,
+)
+from ferclean.learning.training.steps import PRNG_IMPL  # noqa: E402
 from ferclean.protocol import LeakageError, class_weights, honest_splits  # noqa: E402
 
 N_TRAIN = 64
@@ -286,7 +296,7 @@ def test_config_validation_and_json_round_trip():
     cfg = TrainConfig(model_kwargs={"kernel_sizes": [3, 3, 3, 3, 3]}, class_weight={1: 4})
     assert cfg.model_kwargs["kernel_sizes"] == (3, 3, 3, 3, 3)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    for bad in ({"model": "vgg"}, {"lr_factor": 1.5}, {"class_weight": "inverse"},
+    for bad in ({"model": "resnet"}, {"lr_factor": 1.5}, {"class_weight": "inverse"},
                 {"early_stopping_patience": -1}):
         with pytest.raises(ValueError):
             TrainConfig(**bad).validate()
@@ -407,3 +417,235 @@ def test_learning_modules_import_one_way():
     assert "ferclean.learning.evaluation" in order
     assert "ferclean.learning.evaluation" not in set().union(
         *(graph[m] for m in graph if m.startswith("ferclean.learning.training")))
+
+
+# ---------------------------------------------------------------------- recipes
+class LinearNet(nn.Module):
+    """One dense layer over the pixels: it compiles in a moment, so the recipe tests
+    below (optimisers, schedules, monitors, crops, test-time views) stay cheap."""
+
+    num_classes: int = 7
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, *, return_embedding: bool = False):
+        x = x.reshape(x.shape[0], -1)
+        if return_embedding:
+            return x
+        return nn.Dense(self.num_classes, name="dense")(x)
+
+
+@pytest.fixture(scope="module")
+def linear():
+    register_model("test_linear", LinearNet)
+    yield "test_linear"
+    del MODELS["test_linear"]
+
+
+#: SGD with Nesterov momentum, decoupled weight decay, plateau on the validation
+#: accuracy, 40x40 crops with flips: every run below shares its compiled steps.
+SGD_RUN = TrainConfig(
+    model="test_linear", optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True,
+    weight_decay=1e-3, monitor="val_accuracy", lr_factor=0.5, lr_patience=1, epochs=6,
+    batch_size=16, early_stopping_patience=None, augment={"crop": 40, "flip": True},
+    tta="flip", seed=0,
+)
+
+
+def test_sgd_plateau_on_val_accuracy_restores_the_best_epoch(linear, data, tmp_path):
+    result = train(data, SGD_RUN, out=tmp_path / "sgd")
+    history = result.history
+    assert result.monitor == "val_accuracy"
+    # The best epoch is the first with the highest validation accuracy, and its weights
+    # are the result's and the checkpoint's.
+    assert result.best_epoch == int(history.val_accuracy.to_numpy().argmax()) + 1
+    meta = json.loads((tmp_path / "sgd" / "checkpoint.json").read_text())
+    assert meta["info"]["epoch"] == result.best_epoch
+    assert meta["info"]["monitor"] == "val_accuracy" and (meta["crop"], meta["tta"]) == (40,
+                                                                                       "flip")
+    # The rate follows reduce-on-plateau in "max" mode over the validation accuracies.
+    callback = ReduceLROnPlateau(factor=0.5, patience=1, min_delta=1e-4, mode="max")
+    expected = [0.05]
+    for accuracy in history.val_accuracy.iloc[:-1]:
+        expected.append(callback.update(accuracy, expected[-1]))
+    assert history.learning_rate.tolist() == pytest.approx(expected)
+    assert history.learning_rate.nunique() > 1  # this run does hit a plateau
+    # The crop reached the weights (40x40 inputs) and the checkpoint.
+    assert result.model.params["dense"]["kernel"].shape == (40 * 40, 7)
+    loaded = load_checkpoint(tmp_path / "sgd")
+    assert (loaded.crop, loaded.tta) == (40, "flip")
+    np.testing.assert_array_equal(predict_proba(loaded, data[1]), predict_proba(result, data[1]))
+
+
+def test_cosine_warmup_and_constant_schedules_set_each_epoch(linear, data):
+    cosine = dataclasses.replace(SGD_RUN, schedule="cosine", warmup_epochs=1, epochs=4,
+                                 min_lr=0.001)
+    rates = train(data, cosine).history.learning_rate.tolist()
+    assert rates == pytest.approx([scheduled_lr(cosine, e) for e in range(1, 5)])
+    assert rates == pytest.approx([0.025, 0.05, 0.001 + 0.049 * 0.5 * (1 + np.cos(np.pi / 3)),
+                                   0.001 + 0.049 * 0.5 * (1 + np.cos(2 * np.pi / 3))])
+    constant = dataclasses.replace(SGD_RUN, schedule="constant", epochs=3)
+    assert train(data, constant).history.learning_rate.tolist() == [0.05] * 3
+
+
+def test_scheduled_lr_values():
+    cfg = TrainConfig(schedule="cosine", epochs=10, learning_rate=1.0)
+    assert [scheduled_lr(cfg, e) for e in (1, 6)] == pytest.approx([1.0, 0.5])
+    warm = dataclasses.replace(cfg, schedule="plateau", warmup_epochs=3)
+    assert [scheduled_lr(warm, e) for e in (1, 2, 3, 4)] == [0.25, 0.5, 0.75, None]
+    assert scheduled_lr(dataclasses.replace(cfg, schedule="constant"), 9) == 1.0
+
+
+def test_sgd_nesterov_and_adamw_steps_match_their_formulas(linear):
+    module = get_model("test_linear")
+    grads = None
+    for optimizer in ("sgd", "adam"):
+        cfg = dataclasses.replace(SGD_RUN, optimizer=optimizer, augment={})
+        state = create_train_state(module, cfg, 0)
+        p0 = np.asarray(state.params["dense"]["kernel"])
+        grads = jax.tree_util.tree_map(lambda a: jnp.full_like(a, 0.5), state.params)
+        one = state.apply_gradients(grads=grads)
+        p1 = np.asarray(one.params["dense"]["kernel"])
+        lr, m, wd, g = 0.05, 0.9, 1e-3, 0.5
+        if optimizer == "sgd":
+            # Nesterov: the step uses g + m * (g + m * trace); the decay is added after it.
+            np.testing.assert_allclose(p1, p0 - lr * ((1 + m) * g + wd * p0), rtol=1e-5)
+            p2 = np.asarray(one.apply_gradients(grads=grads).params["dense"]["kernel"])
+            np.testing.assert_allclose(p2, p1 - lr * ((1 + m + m * m) * g + wd * p1),
+                                       rtol=1e-5, atol=1e-7)
+        else:  # AdamW: the first step is lr * (g / |g| + wd * p)
+            np.testing.assert_allclose(p1, p0 - lr * (1 + wd * p0), rtol=1e-5, atol=1e-6)
+
+
+def test_augmentation_and_bfloat16_reach_the_step(linear, data):
+    cfg = dataclasses.replace(SGD_RUN, augment={})
+    state = create_train_state(get_model("test_linear"), cfg, 0)
+    batch = {"image": data[0].pixels[:16], "label": data[0].labels[:16].astype(np.int32),
+             "weight": np.ones(16, np.float32)}
+    key = jax.random.key(1, impl=PRNG_IMPL)
+    plain, _ = train_step(state, batch, key)
+    flipped, _ = train_step(state, batch, key, augment={"flip": True})
+    low, metrics = train_step(state, batch, key, compute_dtype="bfloat16")
+    weights = [np.asarray(s.params["dense"]["kernel"]) for s in (plain, flipped, low)]
+    assert not np.array_equal(weights[0], weights[1])  # the flips changed the gradient
+    # bfloat16 compute, float32 weights: close to the float32 step, not equal to it.
+    assert weights[2].dtype == np.float32 and np.isfinite(float(metrics["loss_sum"]))
+    assert not np.array_equal(weights[0], weights[2])
+    np.testing.assert_allclose(weights[2], weights[0], atol=2e-3)
+
+
+def test_tta_averages_the_views_and_is_plain_prediction_when_off(linear, demo):
+    images = demo.split("PrivateTest").pixels[:N_EVAL]
+    tm = init_model("test_linear", seed=2, crop=40, tta="ten_crop")
+    x = images.astype(np.float32) / 255.0
+
+    def probs(views):  # the network on hand-cut views, outside the library's batching
+        return softmax(np.asarray(tm.module.apply(tm.variables, jnp.asarray(views))), axis=1)
+
+    corners = [(4, 4), (0, 0), (0, 8), (8, 0), (8, 8)]
+    crops = [x[:, r:r + 40, c:c + 40] for r, c in corners]
+    plain = probs(crops[0])
+    np.testing.assert_allclose(predict_proba(tm, images, tta=None), plain, rtol=1e-5, atol=1e-6)
+    flip = (plain + probs(crops[0][:, :, ::-1])) / 2
+    np.testing.assert_allclose(predict_proba(tm, images, tta="flip"), flip, atol=1e-6)
+    ten = np.mean([probs(c) for c in crops] + [probs(c[:, :, ::-1]) for c in crops], axis=0)
+    np.testing.assert_allclose(predict_proba(tm, images), ten, atol=1e-6)  # the model's own
+    # Off: the same numbers as a model that has no test-time augmentation at all.
+    untouched = dataclasses.replace(tm, tta=None)
+    np.testing.assert_array_equal(predict_logits(untouched, images),
+                                  predict_logits(tm, images, tta=None))
+    # Mirror-symmetric faces: the flip changes nothing, so neither does flip TTA.
+    symmetric = np.concatenate([images[:, :, :24], images[:, :, :24][:, :, ::-1]], axis=2)
+    np.testing.assert_allclose(predict_proba(tm, symmetric, tta="flip"),
+                               predict_proba(tm, symmetric, tta=None), atol=1e-6)
+    ev = evaluate(tm, demo.split("PrivateTest")[:N_EVAL], saliency_per_class=0)
+    assert ev.metrics["tta"] == "ten_crop"
+    np.testing.assert_allclose(ev.predictions.filter(like="p_").to_numpy(), ten, atol=1e-5)
+    assert evaluate(tm, demo.split("PrivateTest")[:N_EVAL], saliency_per_class=0,
+                    tta=None).metrics["tta"] is None
+    # Saliency through the centre crop: no gradient outside it.
+    maps = saliency(tm, images[:2])
+    assert maps.shape == (2, 48, 48) and maps[:, :4].max() == 0 and maps[:, 4:44, 4:44].max() > 0
+
+
+# ---------------------------------------------------------------------- callbacks, config
+def test_min_delta_follows_keras_in_both_modes():
+    lower = EarlyStopping(patience=None, min_delta=0.1)
+    # 0.95 is lower, but not by min_delta: no improvement; 0.85 is (below 1.0 - 0.1).
+    assert [lower.update(v, e) for e, v in enumerate((1.0, 0.95, 0.85, 0.8), 1)] == [
+        True, False, True, False]
+    assert lower.best == 0.85 and lower.best_epoch == 3
+    higher = EarlyStopping(patience=2, min_delta=0.1, mode="max")
+    assert [higher.update(v, e) for e, v in enumerate((0.5, 0.55, 0.65, 0.7, 0.74), 1)] == [
+        True, False, True, False, False]
+    assert higher.should_stop and higher.best_epoch == 3
+    plateau = ReduceLROnPlateau(factor=0.5, patience=1, min_delta=0.01, mode="max")
+    assert [plateau.update(v, 1.0) for v in (0.5, 0.505, 0.6)] == [1.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="mode"):
+        EarlyStopping(mode="up")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("optimizer", "rmsprop"), ("momentum", 1.0), ("momentum", -0.1), ("nesterov", "yes"),
+    ("weight_decay", -1e-4), ("weight_decay", float("inf")), ("schedule", "step"),
+    ("monitor", "val_f1"), ("monitor_mode", "up"), ("warmup_epochs", -1),
+    ("augment", {"crop": 50}), ("tta", "five_crop"), ("compute_dtype", "float16"),
+])
+def test_new_config_fields_are_validated(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_monitor_mode_follows_the_monitor():
+    assert TrainConfig().mode == "min" and TrainConfig(monitor="val_accuracy").mode == "max"
+    assert TrainConfig(monitor="val_accuracy", monitor_mode="min").mode == "min"
+
+
+def test_presets_round_trip_validate_and_override():
+    assert sorted(TRAINING_PRESETS) == ["study", "study-augmented", "vgg"]
+    for name, preset in TRAINING_PRESETS.items():
+        back = TrainConfig.from_dict(json.loads(json.dumps(preset.to_dict())))
+        assert back == preset and back.validate() is back, name
+    assert training_preset("study") == TrainConfig()  # the study's recipe, unchanged
+    vgg = training_preset("vgg")
+    assert (vgg.model, vgg.optimizer, vgg.nesterov, vgg.monitor, vgg.tta) == (
+        "vgg", "sgd", True, "val_accuracy", "ten_crop")
+    assert dict(vgg.augment) == {"crop": 40, "flip": True, "rotation": 10.0, "scale": 0.2,
+                                 "erasing": 0.5}
+    augmented = training_preset("study-augmented", seed=7)
+    assert (augmented.model, augmented.seed, augmented.tta) == ("cnn_lstm", 7, "flip")
+    assert TRAINING_PRESETS["study-augmented"].seed == 0  # the preset itself is unchanged
+    with pytest.raises(ValueError, match="unknown training preset 'big'"):
+        training_preset("big")
+    with pytest.raises(ValueError, match="epoch"):
+        training_preset("vgg", epoch=3)
+
+
+def test_cli_train_preset_with_explicit_overrides(monkeypatch, demo, tmp_path):
+    import ferclean.learning as learning
+    from ferclean.cli import main
+    from ferclean.io import save
+
+    seen = {}
+
+    class Result:
+        history = pd.DataFrame({"epoch": [1]})
+        best_epoch = 1
+
+        def save(self, out, overwrite=False):
+            return out
+
+    def fake_train(ds, config, **kwargs):
+        seen["config"] = config
+        return Result()
+
+    monkeypatch.setattr(learning, "train", fake_train)
+    data = save(demo, tmp_path / "demo.npz")
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--preset", "vgg",
+                 "--epochs", "3", "--lr", "0.02"]) == 0
+    assert seen["config"] == training_preset("vgg", epochs=3, learning_rate=0.02)
+    assert main(["train", str(data), "--out", str(tmp_path / "run2"), "--preset",
+                 "study-augmented", "--model", "cnn_mha", "--model-arg", "dropout=0.1"]) == 0
+    assert seen["config"] == training_preset("study-augmented", model="cnn_mha",
+                                             model_kwargs={"dropout": 0.1})
+    assert main(["train", str(data), "--out", str(tmp_path / "run3")]) == 0
+    assert seen["config"] == TrainConfig()  # no preset named: the study's

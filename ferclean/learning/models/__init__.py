@@ -9,11 +9,15 @@ Built-in models (see ``docs/models.md``):
 
 * ``cnn_lstm`` -- :class:`ferclean.learning.models.cnn_lstm.CNNLSTM`, the study's final CNN-LSTM;
 * ``cnn_mha`` -- :class:`ferclean.learning.models.cnn_mha.CNNMHA`, the study's CNN with
-  multi-head attention (called "ViT" there).
+  multi-head attention (called "ViT" there);
+* ``vgg`` -- :class:`ferclean.learning.models.vgg.VGG`, a VGG-class reference net (four
+  stages of two conv-BN-ReLU layers, 64 to 512 channels; Khaireddin & Chen, 2021).
 
-Every model maps a batch of 48x48 grayscale images in ``[0, 1]``, shape ``(B, 48, 48)``
-or ``(B, 48, 48, 1)``, to ``(B, num_classes)`` logits. ``train`` switches dropout (and
-batch statistics) on; ``return_embedding=True`` returns the penultimate layer instead.
+Every model maps a batch of grayscale images in ``[0, 1]``, shape ``(B, S, S)`` or
+``(B, S, S, 1)``, to ``(B, num_classes)`` logits; ``S`` is 48, or the crop side when the
+model is trained on crops (``TrainConfig.augment["crop"]``, e.g. 40 or 44). ``train``
+switches dropout (and batch statistics) on; ``return_embedding=True`` returns the
+penultimate layer instead.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ TINY: dict[str, dict[str, Any]] = {
     "cnn_lstm": {"filters": (8, 8, 8, 16, 16), "lstm_units": (16, 16), "dense_units": 32},
     "cnn_mha": {"filters": (4, 4, 4, 8), "num_heads": 2, "key_dim": 2, "dense_units": 6,
                 "head_units": 5},
+    "vgg": {"filters": (4, 4, 8, 8), "dense_units": (16, 16)},
 }
 
 
@@ -157,7 +162,7 @@ def model_names() -> list[str]:
     Examples
     --------
     >>> model_names()
-    ['cnn_lstm', 'cnn_mha']
+    ['cnn_lstm', 'cnn_mha', 'vgg']
     """
     return sorted(MODELS)
 
@@ -189,7 +194,7 @@ def get_model(name: str, **kwargs: Any) -> Any:
     >>> get_model("resnet")
     Traceback (most recent call last):
     ...
-    KeyError: "unknown model 'resnet'; expected one of: cnn_lstm, cnn_mha"
+    KeyError: "unknown model 'resnet'; expected one of: cnn_lstm, cnn_mha, vgg"
     """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; expected one of: {', '.join(model_names())}")
@@ -225,4 +230,10 @@ register_model(
     "ferclean.learning.models.cnn_mha:CNNMHA",
     description="the study's CNN + multi-head attention ('ViT'): convs, LayerNorm, 2 MHA",
     study_params=197_799,
+)
+register_model(
+    "vgg",
+    "ferclean.learning.models.vgg:VGG",
+    description="VGG-class net (Khaireddin & Chen 2021): 4 x [2 conv-BN-ReLU + pool] 64->512, "
+    "dense 4096 x 2",
 )

@@ -20,11 +20,18 @@ would have 473,415, i.e. 16,384 = 3*3*32*64 - 1*1*32*64 more. Pass
 ``kernel_sizes=(3, 3, 3, 3, 3)`` for that reading. Flax's LSTM cells have one bias per
 gate, on the hidden-state side, as Keras has one bias per gate, so the LSTM counts match
 Keras's ``4 * (in*units + units**2 + units)``.
+
+Keras' LSTM starts its forget-gate biases at 1 (``unit_forget_bias=True``, the study's
+default), the others at 0; Flax's cell has one initialiser for every gate, so
+:meth:`CNNLSTM.init` sets the forget-gate biases (``lstm*/hf/bias``) to 1 after Flax's
+initialisation. The network accepts crops as well as whole images (e.g. 44x44: 42 -> 21
+-> 10 -> 5, the same 5x5 grid of time steps).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -83,6 +90,23 @@ class CNNLSTM(nn.Module):
     dense_dropout: float = 0.3
     bn_momentum: float = 0.99
     lstm_unroll: int = 1
+
+    @nn.nowrap
+    def init(self, *args: Any, **kwargs: Any) -> Any:
+        """Flax's ``init``, then Keras' ``unit_forget_bias``: forget-gate biases 1.
+
+        Takes what :meth:`flax.linen.Module.init` takes; returns its variables.
+        """
+        variables = super().init(*args, **kwargs)
+        if "params" not in variables:
+            return variables
+        params = dict(variables["params"])
+        for name in ("lstm1", "lstm2"):
+            if name in params and "hf" in params[name]:
+                cell = dict(params[name])
+                cell["hf"] = {**cell["hf"], "bias": jnp.ones_like(cell["hf"]["bias"])}
+                params[name] = cell
+        return {**variables, "params": params}
 
     @nn.compact
     def __call__(

@@ -2,6 +2,8 @@
 
 * :mod:`~ferclean.learning.training.config` -- :class:`TrainConfig` and the callbacks
   (:class:`ReduceLROnPlateau`, :class:`EarlyStopping`); no JAX;
+* :mod:`~ferclean.learning.training.presets` -- named recipes (:data:`TRAINING_PRESETS`,
+  :func:`training_preset`); no JAX;
 * :mod:`~ferclean.learning.training.steps` -- the jitted pure steps, the optimiser and
   :func:`create_train_state`;
 * :mod:`~ferclean.learning.training.model` -- :class:`TrainedModel` (a registered model
@@ -33,6 +35,7 @@ from ferclean.learning.training.inference import (
 )
 from ferclean.learning.training.loop import train
 from ferclean.learning.training.model import TrainedModel, init_model
+from ferclean.learning.training.presets import TRAINING_PRESETS, training_preset
 from ferclean.learning.training.result import TrainResult
 from ferclean.learning.training.steps import (
     PRNG_IMPL,
@@ -46,6 +49,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "HISTORY_FILE",
     "PRNG_IMPL",
+    "TRAINING_PRESETS",
     "EarlyStopping",
     "ReduceLROnPlateau",
     "TrainConfig",
@@ -64,4 +68,5 @@ __all__ = [
     "train",
     "train_step",
     "train_steps",
+    "training_preset",
 ]

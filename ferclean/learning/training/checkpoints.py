@@ -104,6 +104,8 @@ def save_checkpoint(
         "model_kwargs": _jsonable(dict(trained.model_kwargs)),
         "classes": list(EMOTIONS),
         "n_params": trained.n_params,
+        "crop": trained.crop,
+        "tta": trained.tta,
         "params_file": PARAMS_FILE,
         "params_sha256": hashlib.sha256(payload).hexdigest(),
         "config": config.to_dict() if config is not None else None,
@@ -160,8 +162,10 @@ def load_checkpoint(directory: str | os.PathLike) -> TrainedModel:
     if hashlib.sha256(payload).hexdigest() != meta["params_sha256"]:
         raise ValueError(f"{directory}: the weights do not match {META_FILE} (sha256 differs)")
     restored = serialization.msgpack_restore(payload)
+    # crop and tta: absent from checkpoints written before augmentation existed
     trained = TrainedModel(meta["model"], _freeze(meta["model_kwargs"]),
-                           restored["params"], restored.get("batch_stats") or {}, info=meta)
+                           restored["params"], restored.get("batch_stats") or {}, info=meta,
+                           crop=meta.get("crop"), tta=meta.get("tta"))
     _check_shapes(trained, directory)
     return trained
 
@@ -171,8 +175,9 @@ def _check_shapes(trained: TrainedModel, directory: Path) -> None:
     import jax
     import jax.numpy as jnp
 
+    side = trained.crop or IMAGE_SIZE
     expected = jax.eval_shape(trained.module.init, jax.random.key(0),
-                              jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE), jnp.float32))
+                              jnp.zeros((1, side, side), jnp.float32))
     got = {"params": trained.params, "batch_stats": trained.batch_stats}
     want = {"params": expected["params"], "batch_stats": dict(expected.get("batch_stats", {}))}
     shapes = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), got)

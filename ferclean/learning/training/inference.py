@@ -5,6 +5,12 @@ probabilities. Every function takes a :class:`TrainedModel` (or a :class:`TrainR
 and images as a :class:`~ferclean.dataset.FaceDataset` or an array of 0..255 pixels,
 runs in inference mode (no dropout, BatchNorm running statistics) and batches the images
 into a few fixed shapes, so one compiled function serves calls of many sizes.
+
+A model trained on crops (:attr:`TrainedModel.crop`) sees the centre crop. Test-time
+augmentation (``tta``, by default the model's own :attr:`TrainedModel.tta`) averages the
+class probabilities over views of each image: ``"flip"`` the image and its mirror,
+``"ten_crop"`` the four corner crops, the centre crop and their mirrors. Without it the
+functions return exactly what the network computes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from ferclean.learning.training.result import TrainResult
 from ferclean.learning.training.steps import _jax
 
 __all__ = ["embed", "predict", "predict_logits", "predict_proba", "saliency"]
+
+#: ``tta=MODEL_TTA``: use the model's own test-time augmentation (:attr:`TrainedModel.tta`).
+MODEL_TTA = "model"
 
 
 def _batched(fn: Callable[[int, int, int], Any], n: int, batch_size: int) -> np.ndarray:
@@ -51,22 +60,33 @@ def _as_trained(trained: Any) -> TrainedModel:
     return trained
 
 
-def _apply(trained: Any, images: Any, batch_size: int, *, embedding: bool) -> np.ndarray:
+def _resolve_tta(trained: TrainedModel, tta: str | None) -> str | None:
+    tta = trained.tta if tta == MODEL_TTA else tta
+    if tta not in (None, "flip", "ten_crop"):
+        raise ValueError(f"tta must be None, 'flip', 'ten_crop' or {MODEL_TTA!r}; got {tta!r}")
+    return tta
+
+
+def _apply(trained: Any, images: Any, batch_size: int, *, embedding: bool,
+           tta: str | None = None) -> np.ndarray:
     trained = _as_trained(trained)
+    tta = None if embedding else _resolve_tta(trained, tta)
     pixels = as_pixels(images)
     forward = _jax().forward
     variables = trained.variables
     module = trained.module
+    # Test-time views multiply the images per forward pass: fewer per batch.
+    batch_size = max(1, batch_size // {None: 1, "flip": 2, "ten_crop": 10}[tta])
 
     def run(start: int, stop: int, size: int) -> Any:
         return forward(variables, _pad(pixels[start:stop], size), module=module,
-                       embedding=embedding)
+                       embedding=embedding, crop=trained.crop, tta=tta)
 
     return _batched(run, len(pixels), batch_size).astype(np.float32)
 
 
 def predict_logits(trained: TrainedModel | TrainResult, images: Any, *,
-                   batch_size: int = 256) -> np.ndarray:
+                   batch_size: int = 256, tta: str | None = MODEL_TTA) -> np.ndarray:
     """Raw class scores (logits), before the softmax.
 
     Parameters
@@ -75,10 +95,14 @@ def predict_logits(trained: TrainedModel | TrainResult, images: Any, *,
     images : FaceDataset or array of shape (N, 48, 48)
         Pixel values 0..255.
     batch_size : int, default=256
+    tta : {"model", None, "flip", "ten_crop"}, default="model"
+        Test-time augmentation; ``"model"`` uses :attr:`TrainedModel.tta`.
 
     Returns
     -------
     ndarray of float32, shape (N, n_classes)
+        The network's logits; with test-time augmentation the log of the averaged
+        probabilities (whose softmax is that average).
 
     Examples
     --------
@@ -89,11 +113,11 @@ def predict_logits(trained: TrainedModel | TrainResult, images: Any, *,
     >>> predict_logits(tm, np.zeros((3, 48, 48), np.uint8)).shape
     (3, 7)
     """
-    return _apply(trained, images, batch_size, embedding=False)
+    return _apply(trained, images, batch_size, embedding=False, tta=tta)
 
 
 def predict_proba(trained: TrainedModel | TrainResult, images: Any, *,
-                  batch_size: int = 256) -> np.ndarray:
+                  batch_size: int = 256, tta: str | None = MODEL_TTA) -> np.ndarray:
     """Class probabilities: the softmax of :func:`predict_logits`; rows sum to 1.
 
     Parameters
@@ -102,6 +126,9 @@ def predict_proba(trained: TrainedModel | TrainResult, images: Any, *,
     images : FaceDataset or array of shape (N, 48, 48)
         Pixel values 0..255.
     batch_size : int, default=256
+    tta : {"model", None, "flip", "ten_crop"}, default="model"
+        Test-time augmentation (the probabilities averaged over the views);
+        ``"model"`` uses :attr:`TrainedModel.tta`.
 
     Returns
     -------
@@ -119,11 +146,11 @@ def predict_proba(trained: TrainedModel | TrainResult, images: Any, *,
     ((3, 7), True)
     """
     # In float32, as the logits: the same numbers predict() gave before it returned labels.
-    return softmax(predict_logits(trained, images, batch_size=batch_size), axis=1)
+    return softmax(predict_logits(trained, images, batch_size=batch_size, tta=tta), axis=1)
 
 
 def predict(trained: TrainedModel | TrainResult, images: Any, *,
-            batch_size: int = 256) -> np.ndarray:
+            batch_size: int = 256, tta: str | None = MODEL_TTA) -> np.ndarray:
     """Predicted class ids: the argmax of :func:`predict_proba`.
 
     Parameters
@@ -132,6 +159,8 @@ def predict(trained: TrainedModel | TrainResult, images: Any, *,
     images : FaceDataset or array of shape (N, 48, 48)
         Pixel values 0..255.
     batch_size : int, default=256
+    tta : {"model", None, "flip", "ten_crop"}, default="model"
+        As for :func:`predict_proba`.
 
     Returns
     -------
@@ -149,14 +178,16 @@ def predict(trained: TrainedModel | TrainResult, images: Any, *,
     ((3,), 'i')
     """
     # The argmax of the logits is the argmax of the probabilities (softmax is monotonic).
-    return predict_logits(trained, images, batch_size=batch_size).argmax(axis=1).astype(np.int64)
+    logits = predict_logits(trained, images, batch_size=batch_size, tta=tta)
+    return logits.argmax(axis=1).astype(np.int64)
 
 
 def embed(trained: TrainedModel | TrainResult, images: Any, *,
           batch_size: int = 256) -> np.ndarray:
     """Penultimate-layer features, e.g. for nearest-neighbour or outlier auditors.
 
-    ``cnn_lstm`` gives the 200-d ReLU dense layer, ``cnn_mha`` the 128-d pooled features.
+    ``cnn_lstm`` gives the 200-d ReLU dense layer, ``cnn_mha`` the 128-d pooled features,
+    ``vgg`` the last hidden dense layer. Of the centre crop, without test-time augmentation.
 
     Parameters
     ----------
@@ -192,7 +223,8 @@ def saliency(
 
     The saliency map of Simonyan et al. (2014): where a small change of the image would
     change the class score most. Gradients are taken with respect to the ``[0, 1]``
-    input the network sees.
+    input the network sees; a model trained on crops sees the centre crop, and the
+    pixels outside it get zero.
 
     Parameters
     ----------
@@ -232,7 +264,7 @@ def saliency(
 
     def run(start: int, stop: int, size: int) -> Any:
         return grad_fn(variables, _pad(pixels[start:stop], size),
-                       _pad(tgt[start:stop], size), module=module)
+                       _pad(tgt[start:stop], size), module=module, crop=trained.crop)
 
     grads = _batched(run, n, batch_size).astype(np.float32)
     return np.abs(grads) if absolute else grads

@@ -12,6 +12,9 @@ initialisation, dropout) and the numpy generator (batch order).
 Defaults mirror the study's Keras setup: Adam with learning rate 2e-3 (betas 0.9/0.999,
 epsilon 1e-7 as Keras), batch 64, reduce-LR-on-plateau on the validation loss (factor
 0.1, patience 2, min_delta 1e-4), early stopping (patience 5) restoring the best weights.
+Other recipes (:mod:`~ferclean.learning.training.presets`) change the optimiser, the
+schedule (cosine, constant, a warm-up), the monitored quantity (validation accuracy) and
+add augmentation; the callbacks, early stopping and the best weights follow the monitor.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ferclean._outputs import dataset_inputs
 from ferclean._progress import Progress
 from ferclean._validation import check_dataset
 from ferclean.dataset import EMOTIONS, FaceDataset
+from ferclean.learning.augment import AugmentSpec
 from ferclean.learning.training.checkpoints import (
     _prepare_run_folder,
     _write_history,
@@ -123,6 +127,9 @@ class _Feed:
     #: single steps (the last, partial batch; every batch when not fusing).
     calls: tuple[tuple[int, int], ...]
     device_data: Any  # the arrays on the device for fused steps, or None
+    #: the step's static options: augmentation and precision
+    augment: AugmentSpec = AugmentSpec()
+    compute_dtype: str = "float32"
 
     @classmethod
     def build(cls, train_ds: FaceDataset, config: TrainConfig, backend: str) -> _Feed:
@@ -138,7 +145,8 @@ class _Feed:
         n_fused = (n // batch_size) if fused else 0
         calls = [(s, min(steps_per_call, n_fused - s)) for s in range(0, n_fused, steps_per_call)]
         calls += [(s, 1) for s in range(n_fused, n_steps)]
-        return cls(pixels, labels, weights, batch_size, n_steps, tuple(calls), device_data)
+        return cls(pixels, labels, weights, batch_size, n_steps, tuple(calls), device_data,
+                   AugmentSpec.of(config.augment), config.compute_dtype)
 
     @property
     def n_seen(self) -> int:
@@ -175,11 +183,14 @@ def _train_epoch(state: Any, feed: _Feed, perm: np.ndarray, dropout_key: Any, ba
         idx = perm[step * feed.batch_size:(step + count) * feed.batch_size]
         if feed.device_data is not None and count * feed.batch_size == len(idx):
             index = idx.reshape(count, feed.batch_size).astype(np.int32)
-            state, metrics = train_steps(state, feed.device_data, index, dropout_key)
+            state, metrics = train_steps(state, feed.device_data, index, dropout_key,
+                                         augment=feed.augment,
+                                         compute_dtype=feed.compute_dtype)
         else:
             batch = {"image": feed.pixels[idx], "label": feed.labels[idx],
                      "weight": feed.weights[idx]}
-            state, metrics = train_step(state, batch, dropout_key)
+            state, metrics = train_step(state, batch, dropout_key, augment=feed.augment,
+                                        compute_dtype=feed.compute_dtype)
         if time_first and i == 0:
             jax.block_until_ready(state)  # times compilation + the first call, once a run
             first_call_s = time.perf_counter() - wall0
@@ -197,9 +208,12 @@ def _train_epoch(state: Any, feed: _Feed, perm: np.ndarray, dropout_key: Any, ba
     return state, loss, accuracy, first_call_s
 
 
-def _evaluate_state(state: Any, pixels: np.ndarray, labels: np.ndarray,
-                    batch: int) -> tuple[float, float]:
-    """Mean loss and accuracy over a whole split, in padded fixed-size batches."""
+def _evaluate_state(state: Any, pixels: np.ndarray, labels: np.ndarray, batch: int,
+                    crop: int | None = None) -> tuple[float, float]:
+    """Mean loss and accuracy over a whole split, in padded fixed-size batches.
+
+    Of the centre crops for a model trained on crops; without test-time augmentation.
+    """
     n = len(labels)
     batch = min(batch, n)
     totals = []
@@ -211,7 +225,8 @@ def _evaluate_state(state: Any, pixels: np.ndarray, labels: np.ndarray,
             images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), np.uint8)])
             y = np.concatenate([y, np.zeros(pad, np.int32)])
             weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-        totals.append(eval_step(state, {"image": images, "label": y, "weight": weight}))
+        totals.append(eval_step(state, {"image": images, "label": y, "weight": weight},
+                                crop=crop))
     sums = {k: float(sum(np.asarray(t[k]) for t in totals)) for k in totals[0]}
     return sums["loss_sum"] / sums["count"], sums["correct"] / sums["count"]
 
@@ -224,6 +239,33 @@ def _epoch_line(row: Mapping[str, float], epochs: int) -> str:
 
 
 # ---------------------------------------------------------------------- across epochs
+def scheduled_lr(config: TrainConfig, epoch: int) -> float | None:
+    """The learning rate of ``epoch`` (from 1) that the warm-up or the schedule fixes.
+
+    Warm-up epochs ``e <= warmup_epochs`` train at ``learning_rate * e / (warmup + 1)``;
+    then ``"cosine"`` decays from ``learning_rate`` (the first epoch after the warm-up) to
+    ``min_lr`` (reached after the last epoch), ``"constant"`` keeps ``learning_rate``, and
+    ``"plateau"`` returns None: the rate is the callback's.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(schedule="cosine", epochs=5, warmup_epochs=1, learning_rate=1.0)
+    >>> [round(scheduled_lr(cfg, e), 3) for e in range(1, 6)]
+    [0.5, 1.0, 0.854, 0.5, 0.146]
+    >>> scheduled_lr(TrainConfig(), 1) is None
+    True
+    """
+    lr, warmup = config.learning_rate, config.warmup_epochs
+    if epoch <= warmup:
+        return lr * epoch / (warmup + 1)
+    if config.schedule == "constant":
+        return lr
+    if config.schedule == "cosine":
+        progress = (epoch - warmup - 1) / max(config.epochs - warmup, 1)
+        return config.min_lr + (lr - config.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    return None
+
+
 class _Run:
     """What carries from epoch to epoch: callbacks, history, best weights, live files."""
 
@@ -231,10 +273,13 @@ class _Run:
         self.config, self.monitor, self.out = config, monitor, out
         self.reduce_lr = ReduceLROnPlateau(factor=config.lr_factor,
                                            patience=config.lr_patience,
-                                           min_delta=config.lr_min_delta, min_lr=config.min_lr)
-        self.stopper = EarlyStopping(patience=config.early_stopping_patience)
+                                           min_delta=config.lr_min_delta, min_lr=config.min_lr,
+                                           mode=config.mode)
+        self.stopper = EarlyStopping(patience=config.early_stopping_patience, mode=config.mode)
         self.history: list[dict[str, float]] = []
-        self.lr = config.learning_rate  # kept in Python too: the state holds it in float32
+        # kept in Python too: the state holds it in float32
+        first = scheduled_lr(config, 1)
+        self.lr = config.learning_rate if first is None else first
         # Host copies: on GPU the step donates (reuses) the old state's buffers.
         self.best = _jax().jax.device_get((state.params, state.batch_stats))
         self.best_info: dict[str, Any] = {"epoch": 0}
@@ -257,9 +302,14 @@ class _Run:
             _write_history(self.out, self.monitor, self.history)
         if self.stopper.should_stop:
             return state, True
-        new_lr = self.reduce_lr.update(value, self.lr)
+        new_lr = scheduled_lr(self.config, epoch + 1)
+        if new_lr is None and epoch <= self.config.warmup_epochs:
+            new_lr = self.config.learning_rate  # warm-up over: the plateau starts at the top
+        elif new_lr is None:
+            new_lr = self.reduce_lr.update(value, self.lr)
+            if new_lr != self.lr:
+                logger.info("epoch %d: reducing learning rate to %.3g", epoch, new_lr)
         if new_lr != self.lr:
-            logger.info("epoch %d: reducing learning rate to %.3g", epoch, new_lr)
             state, self.lr = _with_learning_rate(state, new_lr), new_lr
         return state, False
 
@@ -302,7 +352,7 @@ def train(
         ``TrainConfig()`` when None.
     out : path, default=None
         If given, the best checkpoint (:func:`~ferclean.learning.save_checkpoint`) is
-        written there whenever the monitored loss improves, and ``history.json`` after
+        written there whenever the monitored quantity improves, and ``history.json`` after
         every epoch, so an interrupted run leaves its best weights so far behind.
         :meth:`TrainResult.save` then adds the training curves.
     progress : bool, default=False
@@ -337,7 +387,12 @@ def train(
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed, impl=PRNG_IMPL))
     state = create_train_state(_module(config.model, config.model_kwargs), config, init_key)
     order_rng = np.random.default_rng(config.seed)
-    run = _Run(config, "val_loss" if val_ds is not None else "loss", out, state)
+    # without validation data the training loss (accuracy) stands in for the validation's
+    monitor = config.monitor if val_ds is not None else config.monitor.removeprefix("val_")
+    run = _Run(config, monitor, out, state)
+    if run.lr != config.learning_rate:  # a warm-up's first epoch
+        state = _with_learning_rate(state, run.lr)
+    crop = AugmentSpec.of(config.augment).crop
     first_step_s = math.nan
     for epoch in range(1, config.epochs + 1):
         wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -349,7 +404,7 @@ def train(
                    "val_accuracy": math.nan, "learning_rate": run.lr}
             if val_ds is not None:
                 row["val_loss"], row["val_accuracy"] = _evaluate_state(
-                    state, val_ds.pixels, val_ds.labels, config.eval_batch_size)
+                    state, val_ds.pixels, val_ds.labels, config.eval_batch_size, crop)
             row["time_s"] = time.perf_counter() - wall0
             row["cpu_s"] = time.process_time() - cpu0
             bar.desc = _epoch_line(row, config.epochs)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ferclean.learning.training.config import TrainConfig, _freeze
-from ferclean.learning.training.steps import _init_variables, _variables
+from ferclean.learning.training.steps import _init_variables, _variables, input_size
 
 __all__ = ["TrainedModel", "init_model"]
 
@@ -29,6 +29,12 @@ class TrainedModel:
         BatchNorm running statistics (an empty dict for models without BatchNorm).
     info : mapping, default={}
         What the checkpoint recorded: epoch, validation loss, training config, versions.
+    crop : int, default=None
+        The side of the centre crop the model sees (it was trained on ``crop x crop``
+        crops, :attr:`TrainConfig.augment`); None: the whole 48x48 image.
+    tta : {None, "flip", "ten_crop"}, default=None
+        The test-time augmentation :func:`~ferclean.learning.predict_proba` and
+        :func:`~ferclean.learning.evaluate` apply by default (:attr:`TrainConfig.tta`).
 
     See Also
     --------
@@ -47,6 +53,8 @@ class TrainedModel:
     params: Any
     batch_stats: Any
     info: Mapping[str, Any] = field(default_factory=dict)
+    crop: int | None = None
+    tta: str | None = None
 
     @property
     def module(self) -> Any:
@@ -66,7 +74,8 @@ class TrainedModel:
         return count_params(self.params)
 
 
-def init_model(model: str, *, seed: int = 0, **kwargs: Any) -> TrainedModel:
+def init_model(model: str, *, seed: int = 0, crop: int | None = None,
+               tta: str | None = None, **kwargs: Any) -> TrainedModel:
     """A registered model with freshly initialised (untrained) weights.
 
     Parameters
@@ -74,6 +83,10 @@ def init_model(model: str, *, seed: int = 0, **kwargs: Any) -> TrainedModel:
     model : str
         Registered name.
     seed : int, default=0
+    crop : int, default=None
+        Initialise for ``crop x crop`` inputs (centre crops at prediction time).
+    tta : {None, "flip", "ten_crop"}, default=None
+        Test-time augmentation for predictions (:attr:`TrainedModel.tta`).
     **kwargs
         Model arguments.
 
@@ -88,9 +101,9 @@ def init_model(model: str, *, seed: int = 0, **kwargs: Any) -> TrainedModel:
     >>> tm.n_params, sorted(tm.variables)
     (771, ['params'])
     """
-    variables = _init_variables(_module(model, kwargs), seed)
+    variables = _init_variables(_module(model, kwargs), seed, input_size({"crop": crop}))
     return TrainedModel(model, _freeze(dict(kwargs)), variables["params"],
-                        dict(variables.get("batch_stats", {})))
+                        dict(variables.get("batch_stats", {})), crop=crop, tta=tta)
 
 
 @functools.lru_cache(maxsize=16)
@@ -108,5 +121,7 @@ def _module(name: str, kwargs: Mapping[str, Any]) -> Any:
 def _trained(config: TrainConfig, params: Any, batch_stats: Any,
              info: Mapping[str, Any] | None = None) -> TrainedModel:
     """The model a config describes, with these weights."""
+    crop = dict(config.augment).get("crop")
     return TrainedModel(config.model, dict(config.model_kwargs), params, batch_stats,
-                        info=dict(info or {}))
+                        info=dict(info or {}), crop=None if crop is None else int(crop),
+                        tta=config.tta)

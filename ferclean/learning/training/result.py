@@ -37,14 +37,17 @@ class TrainResult:
         (process CPU time; the first epoch includes compilation).
     config : TrainConfig
     best_epoch : int
-        Epoch with the lowest monitored loss (``val_loss``, else ``loss``).
+        Epoch with the best monitored value (:attr:`TrainConfig.monitor`: ``val_loss``
+        by default, lowest; ``val_accuracy``, highest; ``loss`` or ``accuracy`` without
+        validation data).
     stopped_early : bool
     first_step_s : float
         Wall time of the first step, i.e. mostly XLA compilation.
     out : Path or None
         Where ``train(..., out=...)`` wrote checkpoints and history while training.
     monitor : str, default="val_loss"
-        What the callbacks watched: ``"val_loss"``, or ``"loss"`` without validation data.
+        What the callbacks watched: :attr:`TrainConfig.monitor` (``"val_loss"`` or
+        ``"val_accuracy"``), or ``"loss"`` / ``"accuracy"`` without validation data.
     inputs : tuple of str, default=()
         Where the training data was read from: :meth:`save` never writes into them.
 
