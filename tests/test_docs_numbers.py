@@ -1,4 +1,5 @@
-"""Every accuracy quoted in the benchmark docs comes from a committed results table."""
+"""Every accuracy quoted in the benchmark docs comes from a committed results table (or
+the committed re-derivation of one)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = sorted((ROOT / "benchmarks" / "results").glob("*/table.md"))
+# the tables the suite wrote, and the re-derivations of their runs with today's statistics
+TABLES = sorted([*(ROOT / "benchmarks" / "results").glob("*/table.md"),
+                 *(ROOT / "benchmarks" / "results").glob("*/rederived.md")])
 PAGES = [ROOT / "docs" / "benchmarks.md", ROOT / "README.md"]
 MEAN_SD = re.compile(r"\d+\.\d ± \d+\.\d")
 

@@ -3,8 +3,11 @@
 ``honest`` (default)
     The official splits. Cleaning decisions and resampling use Training only; PublicTest
     drives early stopping and the learning-rate schedule; PrivateTest is reported, and so
-    is **PrivateTest de-leaked**: the PrivateTest images that have a copy in the (cleaned)
-    training data removed.
+    is **PrivateTest de-leaked**: PrivateTest without the images that have an exact, near
+    or mirrored copy in the *raw* Training split. It is computed once per suite run and
+    every cell is evaluated on it: every cleaned Training is a subset of the raw one and a
+    resampled copy adds no new image, so no cell's training data holds a copy of any of
+    its images, and all cells are compared on the same images.
 ``seed-replica``
     A REPLICA OF A FLAWED PROTOCOL, the study's: clean the whole dataset, oversample it,
     then split it at random 90/10. Copies of one image land on both sides of the split,
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +27,12 @@ import numpy as np
 from ferclean.bench.profiles import PROTOCOLS, REPLICA_LABEL, VARIATIONS, Cell, Profile
 from ferclean.dataset import FaceDataset
 
-__all__ = ["Prepared", "deleaked", "prepare"]
+__all__ = ["EVAL_SEED", "Prepared", "deleaked", "evaluation_checksum", "evaluation_record",
+           "evaluation_sets", "prepare"]
+
+#: Seed of the evaluation sets' draw in subset profiles: one fixed draw, so every cell and
+#: seed is evaluated on the same images (paired over images as well as over seeds).
+EVAL_SEED = 0
 
 
 def _stratified_subset(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
@@ -89,6 +98,78 @@ def deleaked(train: FaceDataset, test: FaceDataset, *, near: bool = True) -> Fac
     return test.subset(keep)
 
 
+def evaluation_sets(ds: FaceDataset, eval_subset: int | None = None) -> dict[str, FaceDataset]:
+    """The honest protocol's evaluation sets, the same for every cell and seed of a run.
+
+    ``PrivateTest`` (in subset profiles, ``eval_subset`` images drawn once with
+    :data:`EVAL_SEED`) and ``PrivateTest_deleaked``: those of its images with no exact,
+    near or mirrored copy in the **raw** Training split. Every cleaned Training is a
+    subset of the raw one and resampling adds copies of its images (or SMOTE blends, no
+    copies), so the de-leaked set holds no copy of any image any cell trains on.
+
+    Parameters
+    ----------
+    ds : FaceDataset
+        The whole dataset, all three splits.
+    eval_subset : int or None, default=None
+        The profile's :attr:`~ferclean.bench.Profile.eval_subset`: PrivateTest images
+        drawn; ``None`` keeps them all.
+
+    Returns
+    -------
+    dict of str to FaceDataset
+        ``{"PrivateTest": ..., "PrivateTest_deleaked": ...}``, images in input order.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> ds = demo_dataset(n_faces=300)
+    >>> sets = evaluation_sets(ds)
+    >>> len(sets["PrivateTest_deleaked"]) < len(sets["PrivateTest"]) == len(
+    ...     ds.split("PrivateTest"))
+    True
+    """
+    test = _cap(ds.split("PrivateTest"), eval_subset, EVAL_SEED)
+    return {"PrivateTest": test,
+            "PrivateTest_deleaked": deleaked(ds.split("Training"), test)}
+
+
+def evaluation_checksum(ds: FaceDataset) -> str:
+    """SHA-256 of an evaluation set's rows, labels and pixels, in order.
+
+    Two runs evaluated on sets with the same checksum saw the same images with the same
+    labels; a results file records it per run and evaluation set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ferclean.demo import demo_dataset
+    >>> ds = demo_dataset(n_faces=100)
+    >>> evaluation_checksum(ds) == evaluation_checksum(ds.subset(np.ones(len(ds), bool)))
+    True
+    >>> evaluation_checksum(ds) == evaluation_checksum(ds[1:])
+    False
+    """
+    digest = hashlib.sha256()
+    for array in (ds.rows.astype("<i8"), ds.labels.astype("<i8"),
+                  np.ascontiguousarray(ds.pixels, dtype=np.uint8)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def evaluation_record(ds: FaceDataset) -> dict[str, Any]:
+    """What results files keep of an evaluation set: ``n``, ``rows`` and ``checksum``.
+
+    Examples
+    --------
+    >>> from ferclean.demo import demo_dataset
+    >>> record = evaluation_record(demo_dataset(n_faces=100).split("PrivateTest"))
+    >>> sorted(record), record["n"] == len(record["rows"])
+    (['checksum', 'n', 'rows'], True)
+    """
+    return {"n": len(ds), "rows": ds.rows.tolist(), "checksum": evaluation_checksum(ds)}
+
+
 @dataclass
 class Prepared:
     """The data one run trains and is evaluated on (what :func:`prepare` returns).
@@ -129,7 +210,8 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
     The honest protocol never lets a Training image — or a resampled copy of one — into
     the evaluation sets: they are the official PublicTest/PrivateTest images, untouched.
     ``PrivateTest_deleaked`` also drops the PrivateTest images with an exact, near or
-    mirrored copy among the images the model trains on.
+    mirrored copy in the raw Training split (:func:`evaluation_sets`): the same set for
+    every cell and seed.
 
     Parameters
     ----------
@@ -141,8 +223,9 @@ def prepare(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
     seed : int
         Seed of the subsets, the resampling and the replica's random split.
     cache : dict, default=None
-        Kept across calls on the same ``ds``: saves the cleaning and the de-leaking that
-        cells with the same variation share; results are the same without it.
+        Kept across calls on the same ``ds``: saves the cleaning that cells with the same
+        variation share and the evaluation sets all cells share; results are the same
+        without it.
 
     Returns
     -------
@@ -244,16 +327,13 @@ def _prepare_honest(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
     train, removed = cached(("honest", cell.variation), cleaned_training)
     train = _stratified_subset(train, profile.train_subset, seed)
     val = _cap(ds.split("PublicTest"), profile.eval_subset, seed)
-    test = _cap(ds.split("PrivateTest"), profile.eval_subset, seed)
-    # Subset draws depend on the seed; full-data runs of one variation share their data.
-    draw = seed if profile.is_subset else None
-    # De-leaked against the images before resampling: a resampled copy is a copy of one
-    # of them, and a SMOTE image is not a copy of any test image.
-    clean_test = cached(("deleaked", cell.variation, draw), lambda: deleaked(train, test))
+    # One pair of evaluation sets for the whole run: de-leaked against the raw Training,
+    # of which every cleaned (and resampled) training set is made.
+    tests = dict(cached(("evaluation", profile.eval_subset),
+                        lambda: evaluation_sets(ds, profile.eval_subset)))
     weights = class_weights(train) if cell.sampling == "class_weights" else None
     if cell.sampling in ("ros", "smote"):
         train = resample(train, cell.sampling, random_state=seed)
-    tests = {"PrivateTest": test, "PrivateTest_deleaked": clean_test}
     return Prepared(train, val, tests, weights, {"removed": removed, "n_train": len(train)})
 
 

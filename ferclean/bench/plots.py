@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ferclean._figures import new_figure, save_figure
-from ferclean.bench.profiles import VARIATIONS
+from ferclean.bench.profiles import DEFAULT_RECIPE, VARIATIONS
+from ferclean.bench.stats import run_collapse
 from ferclean.dataset import EMOTIONS
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
     title = f"profile {results['profile']['name']}{subset}"
     written = [save_figure(_accuracy_figure(summary, title, bool(subset)),
                            out / "accuracy_by_variation.png", dpi=_DPI)]
-    honest = summary[(summary.protocol == "honest") & (summary["eval"] == "PrivateTest")]
+    honest = summary[(summary.protocol == "honest") & (summary["eval"] == "PrivateTest")
+                     & summary.accuracy_mean.notna()]
     if not honest.empty:
         best = honest.sort_values("accuracy_mean").iloc[-1]
         fig = _confusion_figure(_summed_confusion(results["runs"], best), best, subset)
@@ -75,8 +77,9 @@ def plot_results(results: dict[str, Any], out: str | os.PathLike) -> list[Path]:
 
 
 def _accuracy_figure(summary: pd.DataFrame, title: str, small_title: bool) -> Figure:
-    """Grouped bars: cnn_lstm accuracy per variation, one bar per protocol/evaluation set."""
-    sel = summary[summary.model == "cnn_lstm"]
+    """Grouped bars: the study's CNN-LSTM (its recipe) per variation, one bar per
+    protocol/evaluation set."""
+    sel = summary[(summary.model == "cnn_lstm") & (summary.recipe == DEFAULT_RECIPE)]
     series = [s for s in _SERIES if ((sel.protocol == s[0]) & (sel.sampling == s[2])).any()]
     variations = list(VARIATIONS)
     width = 0.8 / max(len(series), 1)
@@ -98,11 +101,14 @@ def _accuracy_figure(summary: pd.DataFrame, title: str, small_title: bool) -> Fi
 
 
 def _summed_confusion(runs: dict[str, Any], best: pd.Series) -> np.ndarray:
-    """The PrivateTest confusion matrices of the best cell, summed over its seeds."""
+    """The PrivateTest confusion matrices of the best cell, summed over its seeds that
+    did not collapse."""
     conf = np.zeros((len(EMOTIONS), len(EMOTIONS)))
     for run in runs.values():
-        if (run["protocol"], run["variation"], run["sampling"], run["model"]) == (
-                "honest", best.variation, best.sampling, best.model):
+        cell = (run["protocol"], run["variation"], run["sampling"], run["model"],
+                run.get("recipe") or DEFAULT_RECIPE)
+        if cell == ("honest", best.variation, best.sampling, best.model,
+                    best.recipe) and run_collapse(run) is None:
             conf += np.asarray(run["metrics"]["PrivateTest"]["confusion"])
     return conf
 
@@ -119,7 +125,8 @@ def _confusion_figure(conf: np.ndarray, best: pd.Series, subset: str) -> Figure:
     for i in range(n):
         for j in range(n):
             ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6)
-    ax.set_title(f"best honest cell: {best.variation}/{best.sampling}/{best.model}{subset}",
+    net = best.model if best.recipe == DEFAULT_RECIPE else f"{best.model} ({best.recipe})"
+    ax.set_title(f"best honest cell: {best.variation}/{best.sampling}/{net}{subset}",
                  fontsize=6 if subset else 8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")

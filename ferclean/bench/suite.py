@@ -1,8 +1,11 @@
 """Running the ablation suite: every (cell, seed) of a profile, resumable and shardable.
 
-Results go to ``<out>/results.json`` (every run: cell, seed, metrics, wall time, plus
-hardware and versions), ``<out>/table.md`` (the study's Table 2 re-run, honest numbers next
-to the replica's) and ``<out>/*.png``. Finished runs are not recomputed: the suite resumes.
+Results go to ``<out>/results.json`` (every run: cell, seed, recipe and training config,
+metrics, per-epoch history, wall time, plus hardware and versions, and the evaluation sets'
+rows and checksums), ``<out>/predictions/`` (one ``.npz`` per run: per-image probabilities
+and predicted classes on every evaluation set), ``<out>/table.md`` (the study's Table 2
+re-run, honest numbers next to the replica's) and ``<out>/*.png``. Finished runs are not
+recomputed: the suite resumes.
 """
 
 from __future__ import annotations
@@ -19,22 +22,32 @@ import numpy as np
 from sklearn.utils import check_scalar
 
 from ferclean._outputs import claim_dir, dataset_inputs
-from ferclean.bench.data import Prepared, prepare
+from ferclean.bench.data import (
+    Prepared,
+    evaluation_checksum,
+    evaluation_record,
+    evaluation_sets,
+    prepare,
+)
 from ferclean.bench.plots import plot_results
-from ferclean.bench.profiles import PROFILES, Cell, Profile
+from ferclean.bench.profiles import DEFAULT_RECIPE, PROFILES, Cell, Profile
 from ferclean.bench.results import (
+    PREDICTIONS_DIR,
     SHARD_DIR,
+    check_evaluation_sets,
     load_results,
     save_results,
     shard_path,
+    write_predictions,
     write_results_json,
 )
 from ferclean.dataset import FaceDataset
 
-__all__ = ["run_suite", "run_suite_parallel"]
+__all__ = ["run_suite", "run_suite_parallel", "train_config"]
 
 #: What a results folder holds: recognises one written before the output marker.
-BENCH_FILES = ("results.json", "table.md", "*.png", SHARD_DIR, "RUNS.md")
+BENCH_FILES = ("results.json", "table.md", "*.png", SHARD_DIR, PREDICTIONS_DIR, "RUNS.md",
+               "rederived.md", "rederived.json")
 
 
 def run_suite(
@@ -106,16 +119,24 @@ def run_suite(
         runs = json.loads(path.read_text())["runs"] if path.exists() else {}
     # The environment is the one that trained: a merge that trains nothing keeps theirs.
     environment = results.get("environment") if not train_missing else None
-    results.update(profile=profile.to_dict(), environment=environment or _environment(),
-                   source=ds.source if ds is not None else results.get("source"), runs=runs)
-    order = [(cell, seed) for cell in profile.cells for seed in profile.seeds]
+    order = profile.runs()
     todo = [(position, cell, seed) for position, (cell, seed) in enumerate(order, start=1)
             if train_missing and f"{cell.key}|{seed}" not in done
             and (shard is None or (position - 1) % shard[1] == shard[0])]
     cache: dict[Any, Any] = {}
+    if ds is not None and train_missing and any(c.protocol == "honest" for c in profile.cells):
+        # computed once for the run (prepare() reuses it through the cache), checked
+        # against what earlier runs in this folder were evaluated on before training more
+        sets = cache.setdefault(("evaluation", profile.eval_subset),
+                                evaluation_sets(ds, profile.eval_subset))
+        records = {name: evaluation_record(test) for name, test in sets.items()}
+        check_evaluation_sets(results, records, out / "results.json")
+        results["evaluation_sets"] = records
+    results.update(profile=profile.to_dict(), environment=environment or _environment(),
+                   source=ds.source if ds is not None else results.get("source"), runs=runs)
     for position, cell, seed in todo:
         key = f"{cell.key}|{seed}"
-        runs[key] = _timed_run(ds, cell, profile, seed, cache)
+        runs[key] = _timed_run(ds, cell, profile, seed, cache, out)
         if progress:
             acc = {k: round(v["accuracy"], 4) for k, v in runs[key]["metrics"].items()}
             worker = f"shard {shard[0]}/{shard[1]} " if shard else ""
@@ -132,12 +153,18 @@ def run_suite(
 
 
 def _timed_run(ds: FaceDataset, cell: Cell, profile: Profile, seed: int,
-               cache: dict[Any, Any]) -> dict[str, Any]:
-    """One run's record: its cell, seed, metrics, data facts and wall time."""
+               cache: dict[Any, Any], out: Path) -> dict[str, Any]:
+    """One run's record: its cell, seed, metrics, history, data facts and wall time.
+
+    Its per-image predictions go to ``out/predictions/`` first, so a record never names
+    a file that is not there."""
     start = time.perf_counter()
     prepared = prepare(ds, cell, profile, seed, cache)
-    outcome = _run_one(prepared, cell, profile, seed)
+    outcome, predictions = _run_one(prepared, cell, profile, seed)
+    key = f"{cell.key}|{seed}"
+    path = write_predictions(out, key, prepared.tests, predictions)
     return {**asdict(cell), "seed": seed, **outcome, **prepared.info,
+            "predictions": path.relative_to(out).as_posix(),
             "wall_s": round(time.perf_counter() - start, 2)}
 
 
@@ -152,24 +179,58 @@ def _finish(results: dict[str, Any], out: Path, order: list[tuple[Cell, int]],
     plot_results(results, out)
 
 
-def _run_one(prepared: Prepared, cell: Cell, profile: Profile, seed: int) -> dict[str, Any]:
-    """Train and evaluate one run; returns metrics per evaluation set."""
-    from ferclean.learning import TrainConfig, classification_metrics, predict_proba, train
+def train_config(cell: Cell, profile: Profile, seed: int,
+                 class_weight: dict[int, float] | None = None) -> Any:
+    """The :class:`ferclean.learning.TrainConfig` one run of ``cell`` trains with.
 
-    config = TrainConfig(model=cell.model, model_kwargs=profile.model_kwargs.get(cell.model, {}),
-                         epochs=profile.epochs,
-                         batch_size=profile.batch_size, learning_rate=profile.learning_rate,
-                         seed=seed, class_weight=prepared.class_weights,
-                         drop_remainder=True)  # one step shape: one compilation per run
+    The cell's recipe (a preset of :data:`ferclean.learning.TRAINING_PRESETS`) with the
+    profile's changes: for ``"study"`` its ``epochs``, ``batch_size`` and
+    ``learning_rate`` (the study's recipe is what the profiles ran before recipes
+    existed), for any recipe its ``recipe_overrides`` entry; then the cell's model, the
+    profile's ``model_kwargs`` for it, the seed and class weights.
+
+    Examples
+    --------
+    >>> from ferclean.bench import PROFILES, Cell
+    >>> cfg = train_config(Cell("honest", "A", "none", "cnn_lstm"), PROFILES["quick"], 1)
+    >>> cfg.epochs, cfg.seed, cfg.optimizer, dict(cfg.model_kwargs)
+    (6, 1, 'adam', {'bn_momentum': 0.9})
+    """
+    from ferclean.learning import training_preset
+
+    changes: dict[str, Any] = {}
+    if cell.recipe == DEFAULT_RECIPE:
+        changes.update(epochs=profile.epochs, batch_size=profile.batch_size,
+                       learning_rate=profile.learning_rate)
+    changes.update(profile.recipe_overrides.get(cell.recipe, {}))
+    preset = training_preset(cell.recipe)
+    model_kwargs = {**(dict(preset.model_kwargs) if preset.model == cell.model else {}),
+                    **profile.model_kwargs.get(cell.model, {})}
+    return training_preset(cell.recipe, **changes, model=cell.model, model_kwargs=model_kwargs,
+                           seed=seed, class_weight=class_weight,
+                           drop_remainder=True)  # one step shape: one compilation per run
+
+
+def _run_one(prepared: Prepared, cell: Cell, profile: Profile,
+             seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Train and evaluate one run: its record (metrics per evaluation set, config,
+    history) and its class probabilities per evaluation set."""
+    from ferclean.learning import classification_metrics, predict_proba, train
+
+    config = train_config(cell, profile, seed, prepared.class_weights)
     result = train((prepared.train, prepared.val), config)
-    metrics = {}
+    metrics, probabilities = {}, {}
     for name, test in prepared.tests.items():
-        m = classification_metrics(test.labels, predict_proba(result, test))
+        probabilities[name] = proba = predict_proba(result, test)
+        m = classification_metrics(test.labels, proba)
         metrics[name] = {"accuracy": m["accuracy"], "loss": m["loss"],
                          "macro_f1": m["macro_f1"], "n": len(test),
+                         "checksum": evaluation_checksum(test),
                          "confusion": np.asarray(m["confusion_matrix"]).tolist()}
+    history = result.history.to_dict(orient="records")
     return {"metrics": metrics, "epochs_run": len(result.history),
-            "best_epoch": int(result.best_epoch)}
+            "best_epoch": int(result.best_epoch), "stopped_early": bool(result.stopped_early),
+            "config": config.to_dict(), "history": history}, probabilities
 
 
 def _environment() -> dict[str, Any]:

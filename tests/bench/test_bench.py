@@ -77,14 +77,21 @@ def test_profiles_are_labelled():
     assert len(PROFILES["quick"].seeds) >= 3 and len(PROFILES["full"].seeds) >= 3
 
 
-def test_smoke_run_writes_results_and_table(tmp_path, demo):
-    pytest.importorskip("jax")
-    pytest.importorskip("flax")
-    pytest.importorskip("optax")
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, demo):
+    """One smoke run of the suite, shared by the tests that read what it stored."""
+    for module in ("jax", "flax", "optax"):
+        pytest.importorskip(module)
     from ferclean.bench import run_suite
 
-    out = tmp_path / "smoke"
-    results = run_suite(demo.dataset, "smoke", out)
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    return out, run_suite(demo.dataset, "smoke", out)
+
+
+def test_smoke_run_writes_results_and_table(smoke_run, demo):
+    from ferclean.bench import run_suite
+
+    out, results = smoke_run
     assert (out / "results.json").exists() and (out / "table.md").exists()
     saved = json.loads((out / "results.json").read_text())
     assert len(saved["runs"]) == 2  # two cells, one seed
@@ -93,11 +100,98 @@ def test_smoke_run_writes_results_and_table(tmp_path, demo):
             assert 0 <= metrics["accuracy"] <= 1
     table = (out / "table.md").read_text()
     assert "SMOKE TEST" in table and "FLAWED" in table
+    assert f"PrivateTest de-leaked ({saved['evaluation_sets']['PrivateTest_deleaked']['n']} " \
+        "images" in table and "Holm" in table
     # resumable: a second call recomputes nothing
     first = {k: v["wall_s"] for k, v in saved["runs"].items()}
     again = run_suite(demo.dataset, "smoke", out)
     assert {k: v["wall_s"] for k, v in again["runs"].items()} == first
     assert results["profile"]["name"] == "smoke"
+
+
+def test_every_run_stores_predictions_history_and_config(smoke_run, demo):
+    from ferclean.bench import PROFILES, evaluation_sets
+    from ferclean.bench.data import evaluation_record
+    from ferclean.bench.predictions import load_predictions
+    from ferclean.bench.results import load_results
+    from ferclean.learning.training.loop import HISTORY_COLUMNS
+
+    out, _ = smoke_run
+    saved = json.loads((out / "results.json").read_text())
+    sets = evaluation_sets(demo.dataset, PROFILES["smoke"].eval_subset)
+    assert saved["evaluation_sets"] == {k: evaluation_record(v) for k, v in sets.items()}
+    labels_of = dict(zip(demo.dataset.rows.tolist(), demo.dataset.labels.tolist(), strict=True))
+    for run in saved["runs"].values():
+        stored = load_predictions(out / run["predictions"])
+        assert set(stored) == set(run["metrics"])
+        for name, metrics in run["metrics"].items():
+            p = stored[name]
+            assert p["proba"].dtype == np.float16 and p["proba"].shape == (metrics["n"], 7)
+            assert np.allclose(p["proba"].astype(np.float32).sum(axis=1), 1, atol=1e-2)
+            assert p["labels"].tolist() == [labels_of[r] for r in p["rows"].tolist()]
+            confusion = np.zeros((7, 7), int)
+            np.add.at(confusion, (p["labels"], p["pred"]), 1)
+            assert confusion.tolist() == metrics["confusion"]  # the same predictions
+            if run["protocol"] == "honest":  # on the one pair of sets of the run
+                assert p["rows"].tolist() == saved["evaluation_sets"][name]["rows"]
+                assert metrics["checksum"] == saved["evaluation_sets"][name]["checksum"]
+        assert len(run["history"]) == run["epochs_run"] >= 1
+        assert list(run["history"][0]) == list(HISTORY_COLUMNS)
+        assert run["recipe"] == "study" and run["config"]["seed"] == run["seed"]
+        assert run["config"]["epochs"] == PROFILES["smoke"].epochs
+    merged, _ = load_results(out, PROFILES["smoke"])  # what a merge carries
+    assert merged["runs"] == saved["runs"]
+    assert merged["evaluation_sets"] == saved["evaluation_sets"]
+
+
+def test_one_deleaked_set_for_every_cell_with_no_copy_in_raw_training(demo):
+    from ferclean.bench import evaluation_sets
+    from ferclean.bench.data import evaluation_checksum
+
+    ds = demo.dataset
+    cache: dict = {}
+    for profile in (PROFILES["quick"], PROFILES["full"]):
+        seen = set()
+        for variation in ("A", "B", "C+D", "strict"):
+            for sampling in ("none", "ros", "smote", "class_weights"):
+                for seed in (0, 1):
+                    prepared = prepare(ds, Cell("honest", variation, sampling, "cnn_lstm"),
+                                       profile, seed, cache)
+                    clean = prepared.tests["PrivateTest_deleaked"]
+                    seen.add(evaluation_checksum(clean))
+                    # resampled copies are copies of raw Training images: none leaks
+                    assert check_leakage(prepared.train, clean).empty
+        single = evaluation_sets(ds, profile.eval_subset)["PrivateTest_deleaked"]
+        assert seen == {evaluation_checksum(single)}  # identical for every cell and seed
+        # no exact, near or mirrored copy of any of its images in the raw Training split
+        assert check_leakage(ds.split("Training"), single, near=True, mirror=True).empty
+        test = evaluation_sets(ds, profile.eval_subset)["PrivateTest"]
+        assert set(single.rows.tolist()) < set(test.rows.tolist())
+        # ... and every PrivateTest image without such a copy is in it
+        leaks = check_leakage(ds.split("Training"), test, near=True, mirror=True)
+        assert len(single) == len(test) - leaks.test_position.nunique()
+
+
+def test_resume_refuses_runs_evaluated_on_another_deleaked_set(tmp_path, demo):
+    from ferclean.bench import run_suite
+
+    out = tmp_path / "old"
+    out.mkdir()
+    legacy = {"protocol": "honest", "variation": "B", "sampling": "none", "model": "cnn_lstm",
+              "seed": 0, "metrics": {"PrivateTest_deleaked": {"accuracy": 0.5, "n": 29}}}
+    (out / "results.json").write_text(json.dumps(
+        {"profile": {"name": "smoke"}, "runs": {"honest|B|none|cnn_lstm|0": legacy}}))
+    with pytest.raises(ValueError, match="evaluated on another PrivateTest_deleaked"):
+        run_suite(demo.dataset, "smoke", out)  # before training anything
+    # shard files evaluated on different sets are not merged either
+    other = tmp_path / "shards"
+    (other / "shards").mkdir(parents=True)
+    for i, checksum in enumerate(["one", "two"]):
+        (other / "shards" / f"shard-{i}-of-2.json").write_text(json.dumps(
+            {"profile": {"name": "smoke"}, "runs": {},
+             "evaluation_sets": {"PrivateTest_deleaked": {"n": 3, "checksum": checksum}}}))
+    with pytest.raises(ValueError, match="checksums differ"):
+        run_suite(None, "smoke", other, train_missing=False)
 
 
 def test_deleaked_drops_near_copies_too(demo):
