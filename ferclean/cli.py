@@ -39,7 +39,8 @@ def _add_input(parser: argparse.ArgumentParser, *, demo: bool = True,
         "path", nargs="?", help="dataset: Kaggle CSV, image folder, .zip or ferclean .npz "
         "(default: the built-in demo data)"
     )
-    parser.add_argument("--input-format", dest="format", choices=("csv", "folder", "zip", "npz"),
+    parser.add_argument("--input-format", dest="format",
+                        choices=("csv", "folder", "zip", "npz", "parquet"),
                         help="force the input form instead of guessing it from PATH (default: "
                         "from the extension; a folder is an image folder)")
     parser.add_argument("--on-bad", choices=ON_BAD_CHOICES, default="raise", help=_ON_BAD_HELP)
@@ -131,20 +132,43 @@ class Command:
         raise NotImplementedError
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 1 or more.
+
+    Examples
+    --------
+    >>> _count("5000")
+    5000
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more; got {value}")
+    return value
+
+
 class ConvertCommand(Command):
     name = "convert"
-    help = "Convert a dataset between forms (CSV, image folder, zip, npz)."
+    help = "Convert a dataset between forms (CSV, image folder, zip, npz, Parquet)."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("src", help="input dataset: Kaggle CSV, image folder, .zip or "
-                            "ferclean .npz")
-        parser.add_argument("dst", help="output path: .csv, .zip, .npz or a folder")
-        parser.add_argument("--from", dest="src_format", choices=("csv", "folder", "zip", "npz"),
+        forms = ("csv", "folder", "zip", "npz", "parquet")
+        parser.add_argument("src", help="input dataset: Kaggle CSV, image folder, .zip, "
+                            "ferclean .npz, .parquet or a folder of Parquet shards")
+        parser.add_argument("dst", help="output path: .csv, .zip, .npz, .parquet or a folder "
+                            "(of Parquet shards with --shard-size)")
+        parser.add_argument("--from", dest="src_format", choices=forms,
                             help="form of SRC (default: guessed from its extension; a folder "
-                            "is an image folder)")
-        parser.add_argument("--to", dest="dst_format", choices=("csv", "folder", "zip", "npz"),
+                            "is an image folder, or Parquet shards if it holds them)")
+        parser.add_argument("--to", dest="dst_format", choices=forms,
                             help="form of DST (default: from its extension; no extension "
                             "means a folder)")
+        parser.add_argument("--shard-size", type=_count, metavar="N",
+                            help="write DST as a folder of Parquet shards of N images each "
+                            "(part-00000.parquet, ...); from Parquet input this streams, "
+                            "one shard in memory at a time")
         parser.add_argument("--image-format", choices=("jpg", "png"), default="jpg",
                             help="image encoding for folder/zip output; jpg is lossy (default "
                             "jpg, like the FER-2013 download), png is lossless")
@@ -157,10 +181,16 @@ class ConvertCommand(Command):
 
         ds = convert(
             args.src, args.dst, src_format=args.src_format, dst_format=args.dst_format,
-            image_format=args.image_format, on_bad=args.on_bad, overwrite=args.overwrite,
-            progress=_interactive(),
+            image_format=args.image_format, shard_size=args.shard_size, on_bad=args.on_bad,
+            overwrite=args.overwrite, progress=_interactive(),
         )
-        print(f"wrote {len(ds)} images to {args.dst}")
+        if ds is None:  # streamed from Parquet to shards: the output says how many
+            from ferclean.io.parquet import read_shards_description
+
+            n = read_shards_description(args.dst)["n_images"]
+        else:
+            n = len(ds)
+        print(f"wrote {n} images to {args.dst}")
         return EXIT_OK
 
 
@@ -368,7 +398,7 @@ def _next_steps(args: argparse.Namespace, summary: dict) -> list[str]:
     source = shlex.quote(args.path) if args.path else "--demo"
     out = shlex.quote(_folder(args.out))
     steps = []
-    if not args.html:
+    if not args.html and not getattr(args, "dask", None):  # --dask: no images here
         steps.append(f"see the images:  ferclean audit {source} --html report.html")
     strict = CleaningPlan.resolve("strict")
     audited = summary.get("settings", {})
@@ -433,6 +463,40 @@ def _write_audit(args: argparse.Namespace, ds, result) -> None:  # FaceDataset, 
                          overwrite=True)
 
 
+def _audit_on_dask(args: argparse.Namespace, only, skip):  # -> AuditResult
+    """``audit --dask``: the Parquet data at PATH audited on the cluster --dask names."""
+    from ferclean.auditors import audit
+    from ferclean.engines._cluster import connect
+
+    if args.path is None or args.demo:
+        raise FercleanError("--dask audits Parquet data: give PATH, a .parquet file or a "
+                            "folder of shards (ferclean convert DATA SHARDS/ --shard-size N "
+                            "writes one)")
+    problems = [(args.html, "--html (its galleries need the images in memory)"),
+                (args.on_bad != "raise", f"--on-bad {args.on_bad}"),
+                (args.format not in (None, "parquet"), f"--input-format {args.format}")]
+    for given, what in problems:
+        if given:
+            raise FercleanError(f"--dask does not take {what}")
+    with _quiet_p2p(), connect(args.dask) as client:
+        return audit(args.path, only=only, skip=skip, params=_audit_settings(args),
+                     progress=_interactive(), engine="dask", client=client,
+                     outlier_sample=args.outlier_sample)
+
+
+@contextmanager
+def _quiet_p2p() -> Iterator[None]:
+    """Hide distributed's log line per P2P shuffle (two warnings each, of nothing wrong)
+    while the audit runs; a local cluster's scheduler logs in this process."""
+    logger = logging.getLogger("distributed.shuffle._scheduler_plugin")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class AuditCommand(Command):
     name = "audit"
     help = "Audit a dataset: duplicates, label conflicts, cross-split leaks, outliers, imbalance."
@@ -453,17 +517,32 @@ class AuditCommand(Command):
                             help="also write a self-contained HTML report with image galleries")
         parser.add_argument("--overwrite", action="store_true",
                             help=_OVERWRITE_HELP.format(what="--out and --html"))
+        parser.add_argument("--dask", metavar="local|ADDRESS",
+                            help="audit Parquet data (PATH: a .parquet file or a folder of "
+                            "shards) on Dask, partition by partition, with the same findings: "
+                            "'local' starts a cluster on this machine, an address "
+                            "(tcp://host:8786) uses a running scheduler (dask-jobqueue, "
+                            "Kubernetes); needs pip install 'ferclean[dask]'")
+        parser.add_argument("--outlier-sample", type=int, metavar="N",
+                            help="with --dask: images the outliers' face model is fitted on "
+                            "(default 20000; as many as PATH holds gives the in-memory "
+                            "findings exactly)")
 
     def run(self, args: argparse.Namespace) -> int:
         from ferclean._json import dumps
         from ferclean.auditors import audit
 
         _audit_outputs(args)  # before the audit: a refused output costs no waiting
-        ds = _load_input(args)
         only = args.only.split(",") if args.only else None
         skip = args.skip.split(",") if args.skip else None
-        result = audit(ds, only=only, skip=skip, params=_audit_settings(args),
-                       progress=_interactive())
+        if args.dask:
+            ds, result = None, _audit_on_dask(args, only, skip)
+        else:
+            if args.outlier_sample is not None:
+                raise FercleanError("--outlier-sample is an option of --dask")
+            ds = _load_input(args)
+            result = audit(ds, only=only, skip=skip, params=_audit_settings(args),
+                           progress=_interactive())
         _write_audit(args, ds, result)
         if args.json:
             print(dumps(result.summary), end="")
@@ -520,12 +599,17 @@ class CleanCommand(Command):
         parser.add_argument("--out", required=True,
                             help="output folder (refused if it exists, unless --overwrite)")
         parser.add_argument("--format", dest="out_format",
-                            choices=("csv", "folder", "zip", "npz"),
+                            choices=("csv", "folder", "zip", "npz", "parquet"),
                             help="form of the cleaned data (default: the input's form)")
         parser.add_argument("--write-plan", metavar="FILE",
                             help="also save the plan used, to read or edit")
         parser.add_argument("--overwrite", action="store_true",
                             help=_OVERWRITE_HELP.format(what="--out (and --write-plan)"))
+        parser.add_argument("--dask", metavar="local|ADDRESS",
+                            help="clean Parquet shards (PATH) on Dask, shard by shard, never "
+                            "gathering the pixels: 'local' starts a cluster on this machine, "
+                            "else the scheduler's address; needs --findings; writes cleaned/ "
+                            "and removed/ shards and manifest.json")
         _add_findings(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -539,27 +623,51 @@ class CleanCommand(Command):
         if args.write_plan:
             check_output(args.write_plan, folder=False, inputs=inputs, outputs=[args.out],
                          overwrite=args.overwrite)
-        ds = _load_input(args)
         plan = CleaningPlan.resolve(args.plan)
-        result = _cleaned(args, ds, plan)
-        with _status(f"write {_folder(args.out)}"):
-            save_clean(result, args.out, format=args.out_format, overwrite=args.overwrite,
-                       inputs=inputs)
+        if args.dask:
+            manifest = _clean_on_dask(args, plan, inputs)
+        else:
+            ds = _load_input(args)
+            result = _cleaned(args, ds, plan)
+            with _status(f"write {_folder(args.out)}"):
+                save_clean(result, args.out, format=args.out_format, overwrite=args.overwrite,
+                           inputs=inputs)
+            manifest = result.manifest
         if args.write_plan:
             with output_file(args.write_plan, inputs=inputs, outputs=[args.out],
                              overwrite=args.overwrite) as tmp:
                 plan.save(tmp, overwrite=True)  # its own temp file; .yaml stays YAML
-        manifest = result.manifest
         print(_removed_table(manifest.removed, plan) if len(manifest.removed)
               else "nothing removed")
         relabeled = _relabel_lines(manifest)
         if relabeled:
             print("\n" + "\n".join(relabeled))
         changed = f", relabeled {len(manifest.relabeled)}" if len(manifest.relabeled) else ""
-        print(f"\nkept {len(result.cleaned)} of {len(ds)} images{changed}; wrote "
+        print(f"\nkept {manifest.info['n_after']} of {manifest.info['n_before']} images"
+              f"{changed}; wrote "
               f"{_folder(args.out)} (restore with: ferclean restore {_folder(args.out)} "
               "--out ORIGINAL)")
         return EXIT_OK
+
+
+def _clean_on_dask(args: argparse.Namespace, plan, inputs: list[str]):  # -> Manifest
+    """``clean --dask``: Parquet shards cleaned on a Dask cluster with the given findings."""
+    from ferclean.engines._cluster import connect
+    from ferclean.engines.dask_clean import clean_shards
+    from ferclean.findings import read_findings
+
+    if args.path is None or getattr(args, "demo", False):
+        raise FercleanError("--dask cleans Parquet shards: give their folder as PATH "
+                            "(ferclean convert DATA SHARDS/ --shard-size N writes one)")
+    if not args.findings:
+        raise FercleanError("--dask needs --findings AUDIT/ (audit first: ferclean audit "
+                            "SHARDS/ --out AUDIT/)")
+    if args.out_format not in (None, "parquet"):
+        raise FercleanError("--dask writes Parquet shards; leave out --format")
+    findings = read_findings(args.findings)
+    with connect(args.dask) as client:
+        return clean_shards(args.path, plan, findings, args.out, client=client,
+                            overwrite=args.overwrite, inputs=inputs, progress=_interactive())
 
 
 def _relabel_lines(manifest) -> list[str]:  # a Manifest
@@ -730,22 +838,31 @@ class TrainCommand(Command):
 
         _add_input(parser, seed_help="seed of the training run (initial weights, shuffling, "
                    "dropout) and of the demo data (default %(default)s)")
-        parser.add_argument("--model", default="cnn_lstm", choices=model_names(),
-                            help="reference model (default %(default)s; see docs/models.md)")
+        from ferclean.learning.training.presets import TRAINING_PRESETS
+
+        parser.add_argument("--preset", default="study", choices=sorted(TRAINING_PRESETS),
+                            help="training recipe (default %(default)s: the study's CNN-LSTM "
+                            "as the study trained it; see docs/models.md); the options below "
+                            "override its fields")
+        parser.add_argument("--model", choices=model_names(),
+                            help="reference model (default: the preset's, cnn_lstm for the "
+                            "study; see docs/models.md)")
         parser.add_argument("--out", required=True, help="checkpoint folder")
-        parser.add_argument("--epochs", type=int, default=50,
+        parser.add_argument("--epochs", type=int,
                             help="most epochs to train; early stopping usually ends sooner "
-                            "(default %(default)s)")
-        parser.add_argument("--batch-size", type=int, default=64,
-                            help="images per training step (default %(default)s)")
-        parser.add_argument("--lr", type=float, default=2e-3,
-                            help="Adam learning rate (default %(default)s)")
-        parser.add_argument("--patience", type=int, default=5,
-                            help="stop after this many epochs without a better PublicTest loss "
-                            "(default %(default)s)")
-        parser.add_argument("--lr-patience", type=int, default=2,
-                            help="cut the learning rate by 10x after this many epochs without "
-                            "a better PublicTest loss (default %(default)s)")
+                            "(default: the preset's, 50 for the study)")
+        parser.add_argument("--batch-size", type=int,
+                            help="images per training step (default: the preset's, 64)")
+        parser.add_argument("--lr", type=float,
+                            help="initial learning rate (default: the preset's, Adam's 2e-3 "
+                            "for the study)")
+        parser.add_argument("--patience", type=int,
+                            help="stop after this many epochs without a better PublicTest "
+                            "loss or accuracy, whichever the preset monitors (default: the "
+                            "preset's, 5 for the study)")
+        parser.add_argument("--lr-patience", type=int,
+                            help="cut the learning rate after this many epochs without a "
+                            "better monitored value (default: the preset's, 2 for the study)")
         parser.add_argument("--class-weight", choices=("balanced",),
                             help="weight the loss by inverse class frequency (default: "
                             "unweighted)")
@@ -758,14 +875,16 @@ class TrainCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         if not _require_bench(self.name):
             return EXIT_ERROR
-        from ferclean.learning import TrainConfig, train
+        from ferclean.learning import train, training_preset
 
-        model_kwargs = _model_kwargs(args.model, args.model_arg)
-        config = TrainConfig(model=args.model, model_kwargs=model_kwargs, epochs=args.epochs,
-                             batch_size=args.batch_size, learning_rate=args.lr,
-                             early_stopping_patience=args.patience,
-                             lr_patience=args.lr_patience, class_weight=args.class_weight,
-                             seed=args.seed)
+        given = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+                 "learning_rate": args.lr, "early_stopping_patience": args.patience,
+                 "lr_patience": args.lr_patience, "class_weight": args.class_weight}
+        overrides = {key: value for key, value in given.items() if value is not None}
+        model = overrides.get("model") or training_preset(args.preset).model
+        if args.model_arg:
+            overrides["model_kwargs"] = _model_kwargs(model, args.model_arg)
+        config = training_preset(args.preset, **overrides, seed=args.seed).validate()
         from ferclean._outputs import check_output
         from ferclean.learning.training.checkpoints import RUN_FILES
 
@@ -820,6 +939,11 @@ class EvaluateCommand(Command):
                             choices=("PrivateTest", "PublicTest", "Training"),
                             help="split to evaluate on (default %(default)s)")
         parser.add_argument("--out", help="folder for metrics and figures (default: print only)")
+        parser.add_argument("--tta", default="model", choices=("model", "none", "flip",
+                                                               "ten_crop"),
+                            help="test-time augmentation: average the probabilities over the "
+                            "image and its mirror (flip), or over ten crops (default "
+                            "%(default)s: what the checkpoint's training preset chose)")
         parser.add_argument("--json", action="store_true", help="print all metrics as JSON")
         parser.add_argument("--overwrite", action="store_true",
                             help=_OVERWRITE_HELP.format(what="--out"))
@@ -838,7 +962,8 @@ class EvaluateCommand(Command):
                          inputs=[args.path, *checkpoint_inputs(args.checkpoint)])
         ds = _load_input(args)
         with _status(f"evaluate on {args.split}"):
-            evaluation = evaluate(args.checkpoint, ds, split=args.split)
+            evaluation = evaluate(args.checkpoint, ds, split=args.split,
+                                  tta=None if args.tta == "none" else args.tta)
         if args.out:
             evaluation.save(args.out, overwrite=args.overwrite)
         metrics = evaluation.metrics
@@ -872,8 +997,20 @@ class BenchCommand(Command):
         parser.add_argument("--merge-only", action="store_true",
                             help="only merge OUT/shards/ into results.json and rewrite the "
                             "table and plots; train nothing")
+        parser.add_argument("--rederive", metavar="DIR",
+                            help="re-derive DIR/results.json with today's statistics (Holm, "
+                            "bootstrap, collapse flags) into DIR/rederived.md and .json, "
+                            "with the cells to re-run; train nothing. With PATH, also the "
+                            "single de-leaked PrivateTest and which stored sets match it")
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.rederive:  # statistics of stored runs: no JAX needed
+            from ferclean.bench.rederive import REDERIVED_MD, rederive
+
+            ds = _load_input(args) if args.path is not None else None
+            rederive(args.rederive, ds)
+            print(Path(args.rederive, REDERIVED_MD).read_text())
+            return EXIT_OK
         if not _require_bench(self.name):
             return EXIT_ERROR
         from ferclean.bench import run_suite, run_suite_parallel
