@@ -2,8 +2,10 @@
 
 The reference models, the trainer and the evaluation (``ferclean.learning``) need the
 ``bench`` extra (JAX, Flax, Optax), and so does the benchmark suite (``ferclean.bench``).
-Without it their doctests are not collected, so ``pytest`` still passes on a
-plain install; their test files skip themselves with ``pytest.importorskip``.
+The distributed engine (``ferclean.engines``) and the Parquet form's examples need the
+``dask`` extra (dask, distributed, pyarrow). Without an extra its doctests are not
+collected, so ``pytest`` still passes on a plain install; the test files skip themselves
+with ``pytest.importorskip``.
 """
 
 from __future__ import annotations
@@ -21,4 +23,8 @@ def _installed(name: str) -> bool:
         return False
 
 
-collect_ignore = [] if all(_installed(name) for name in _BENCH) else _NEEDS_BENCH
+_DASK = ("dask", "distributed", "pyarrow")
+_NEEDS_DASK = ["ferclean/engines", "ferclean/io/parquet.py"]
+
+collect_ignore = ([] if all(_installed(name) for name in _BENCH) else _NEEDS_BENCH) + (
+    [] if all(_installed(name) for name in _DASK) else _NEEDS_DASK)
