@@ -39,6 +39,26 @@ def require_distributed(what: str = "the Dask engine") -> Any:
     return distributed
 
 
+def require_dask(what: str = "the Dask engine") -> tuple[Any, Any]:
+    """``(dask, dask.dataframe)``, or a clear error naming the extra to install.
+
+    Examples
+    --------
+    >>> dask, dd = require_dask()
+    >>> dd.__name__
+    'dask.dataframe'
+    """
+    try:
+        import dask
+        import dask.dataframe as dd
+    except ImportError:
+        from ferclean.io.parquet import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"{what} needs dask, which is not installed: {_INSTALL}") from None
+    return dask, dd
+
+
 def local_cluster_size(n_cpus: int | None = None) -> dict[str, Any]:
     """The keyword arguments of the :class:`~distributed.LocalCluster` that ``connect``
     starts: one single-threaded worker process per CPU core (the engine's partition work

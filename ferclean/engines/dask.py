@@ -94,13 +94,10 @@ _LOG = logging.getLogger(__name__)
 
 def _dask() -> tuple[Any, Any, Any]:
     """``(dask, dask.dataframe, distributed)``, or a clear error naming the extra."""
-    from ferclean.engines._cluster import require_distributed
+    from ferclean.engines._cluster import require_dask, require_distributed
 
     distributed = require_distributed("engine='dask'")
-    import dask
-    import dask.dataframe as dd
-
-    return dask, dd, distributed
+    return (*require_dask("engine='dask'"), distributed)
 
 
 # ---------------------------------------------------------------------- pieces

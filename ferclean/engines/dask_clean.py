@@ -47,7 +47,6 @@ from ferclean.errors import BadInputError
 from ferclean.findings import AuditResult
 from ferclean.io.parquet import (
     PIXELS_WIDTH,
-    MissingDependencyError,
     _arrow,
     _canonical,
     _pixels_into,
@@ -69,12 +68,9 @@ _METADATA_COLUMNS = ("row", "image_id", "split", "label")
 
 
 def _dask():
-    try:
-        import dask
-    except ImportError:
-        raise MissingDependencyError("the Dask engine needs dask, which is not installed: "
-                                     "pip install 'ferclean[dask]'") from None
-    return dask
+    from ferclean.engines._cluster import require_dask
+
+    return require_dask("cleaning on Dask")[0]
 
 
 # ---------------------------------------------------------------------- worker tasks

@@ -80,16 +80,9 @@ _PAIR_NAMES = ("row_i", "row_j")
 
 def _dask() -> tuple[Any, Any]:
     """``(dask, dask.dataframe)``, or a clear error naming the extra to install."""
-    try:
-        import dask
-        import dask.dataframe as dd
-    except ImportError:
-        from ferclean.io.parquet import MissingDependencyError
+    from ferclean.engines._cluster import require_dask
 
-        raise MissingDependencyError(
-            "the Dask near-duplicate search needs dask, which is not installed: "
-            "pip install 'ferclean[dask]'") from None
-    return dask, dd
+    return require_dask("the Dask near-duplicate search")
 
 
 # --------------------------------------------------------------------------- layout
